@@ -1,0 +1,139 @@
+// One binder per host entry: argument names, conversion of TensorArgs to views, dtype dispatch and GIL release.
+// bindings.cpp and bindings_cuda.cpp call each binder with a launcher for their backend, so the CPU and CUDA
+// entries take identical arguments; the trailing (device, stream) pair is ignored on the CPU.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include "common/dispatch.h"
+#include "common/tensor_args.h"
+#include "distances/gram_bounds.h"
+#include "distances/pairwise_from_gram.h"
+#include "neighbors/candidate_state.h"
+#include "neighbors/nearest_scan.h"
+
+namespace wmf {
+
+namespace py = pybind11;
+
+inline RowNorms as_row_norms(const TensorArg& sqnorm, const TensorArg& norm, const OptionalTensorArg& scale,
+                             const char* side) {
+  const Vec<double> sq = as_vec<double>(sqnorm, side);
+  WMF_CHECK(as_vec<double>(norm, side).size == sq.size, side, ": sqnorm and norm differ in length");
+  return {sq.data, as_ptr<double>(norm, side), as_optional_ptr<double>(scale, side)};
+}
+
+inline CandidateState as_candidate_state(const TensorArg& bound_heap, const TensorArg& cand_index,
+                                         const TensorArg& cand_lower, const TensorArg& cand_count,
+                                         const TensorArg& overflow) {
+  const Mat<double> heap = as_mat<double>(bound_heap, "bound_heap");
+  const Mat<int64_t> index = as_mat<int64_t>(cand_index, "cand_index");
+  WMF_CHECK(index.rows == heap.rows, "cand_index and bound_heap disagree on the number of queries");
+  return {as_ptr<double>(bound_heap, "bound_heap"), as_ptr<int64_t>(cand_index, "cand_index"),
+          as_ptr<double>(cand_lower, "cand_lower"),  as_ptr<int64_t>(cand_count, "cand_count"),
+          as_ptr<uint8_t>(overflow, "overflow"),     heap.cols,
+          index.cols};
+}
+
+template <class Launch>
+void def_row_sqnorms(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& x, const TensorArg& out, int device, std::uintptr_t stream) {
+        WMF_DISPATCH_FLOATING(dtype_of(x), T, [&] {
+          const ConstMat<T> xv = as_const_mat<T>(x, "x");
+          const Vec<double> ov = as_vec<double>(out, "out");
+          py::gil_scoped_release release;
+          launch(xv, ov, CudaCtx{device, stream});
+        });
+      },
+      "Float64 squared norm of every row.", py::arg("x"), py::arg("out"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_pairwise_from_gram(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& gram, const TensorArg& q_rows, const TensorArg& q_sqnorm, const TensorArg& q_norm,
+               const OptionalTensorArg& q_scale, const TensorArg& r_rows, const TensorArg& r_sqnorm,
+               const TensorArg& r_norm, const OptionalTensorArg& r_scale, double gemm_rel, double operand_rel,
+               double rel_tol, int output, const TensorArg& out, int device, std::uintptr_t stream) {
+        WMF_DISPATCH_FLOATING(dtype_of(gram), G, [&] { WMF_DISPATCH_FLOATING(dtype_of(q_rows), T, [&] {
+          const GramSide<T> q{as_const_mat<T>(q_rows, "q_rows"), as_row_norms(q_sqnorm, q_norm, q_scale, "query")};
+          const GramSide<T> r{as_const_mat<T>(r_rows, "r_rows"), as_row_norms(r_sqnorm, r_norm, r_scale, "reference")};
+          const ConstMat<G> g = as_const_mat<G>(gram, "gram");
+          const Mat<T> o = as_mat<T>(out, "out");
+          WMF_CHECK(output >= 0 && output <= 2, "unknown distance output ", output);
+          py::gil_scoped_release release;
+          launch(g, q, r, GramErrorModel{gemm_rel, operand_rel}, rel_tol, static_cast<DistanceOutput>(output), o,
+                 CudaCtx{device, stream});
+        }); });
+      },
+      "Exact distances for one GEMM tile (estimate where provably accurate, else recomputed).", py::arg("gram"),
+      py::arg("q_rows"), py::arg("q_sqnorm"), py::arg("q_norm"), py::arg("q_scale"), py::arg("r_rows"),
+      py::arg("r_sqnorm"), py::arg("r_norm"), py::arg("r_scale"), py::arg("gemm_rel"), py::arg("operand_rel"), py::arg("rel_tol"), py::arg("output"),
+      py::arg("out"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_nearest_scan(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& gram, const TensorArg& q_sqnorm, const TensorArg& q_norm,
+               const OptionalTensorArg& q_scale, const TensorArg& r_sqnorm, const TensorArg& r_norm,
+               const OptionalTensorArg& r_scale, double gemm_rel, double operand_rel, const TensorArg& q_index,
+               int64_t r_offset, bool exclude_self, const TensorArg& bound_heap,
+               const TensorArg& cand_index, const TensorArg& cand_lower, const TensorArg& cand_count,
+               const TensorArg& overflow, int device, std::uintptr_t stream) {
+        WMF_DISPATCH_FLOATING(dtype_of(gram), G, [&] {
+          const ConstMat<G> g = as_const_mat<G>(gram, "gram");
+          const RowNorms q = as_row_norms(q_sqnorm, q_norm, q_scale, "query");
+          const RowNorms r = as_row_norms(r_sqnorm, r_norm, r_scale, "reference");
+          const Vec<int64_t> qi = as_vec<int64_t>(q_index, "q_index");
+          WMF_CHECK(qi.size == g.rows, "q_index must have one entry per gram row");
+          const CandidateState s = as_candidate_state(bound_heap, cand_index, cand_lower, cand_count, overflow);
+          WMF_CHECK(as_mat<double>(bound_heap, "bound_heap").rows == g.rows, "state rows must match gram rows");
+          py::gil_scoped_release release;
+          launch(g, q, r, GramErrorModel{gemm_rel, operand_rel}, qi.data, r_offset, exclude_self, s,
+                 CudaCtx{device, stream});
+        });
+      },
+      "Candidate step of nearest(): bound every pair of a GEMM tile and update the per-query state.",
+      py::arg("gram"), py::arg("q_sqnorm"), py::arg("q_norm"), py::arg("q_scale"), py::arg("r_sqnorm"),
+      py::arg("r_norm"), py::arg("r_scale"), py::arg("gemm_rel"), py::arg("operand_rel"), py::arg("q_index"),
+      py::arg("r_offset"),
+      py::arg("exclude_self"), py::arg("bound_heap"), py::arg("cand_index"), py::arg("cand_lower"),
+      py::arg("cand_count"), py::arg("overflow"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_nearest_rerank(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& query, const OptionalTensorArg& q_scale, const TensorArg& reference,
+               const OptionalTensorArg& r_scale, const TensorArg& q_index, bool exclude_self, const TensorArg& bound_heap,
+               const TensorArg& cand_index, const TensorArg& cand_lower, const TensorArg& cand_count,
+               const TensorArg& overflow, const TensorArg& out_sqdist, const TensorArg& out_index,
+               const TensorArg& short_rows, int device, std::uintptr_t stream) {
+        WMF_DISPATCH_FLOATING(dtype_of(query), T, [&] {
+          const ConstMat<T> qv = as_const_mat<T>(query, "query");
+          const ConstMat<T> rv = as_const_mat<T>(reference, "reference");
+          const CandidateState s = as_candidate_state(bound_heap, cand_index, cand_lower, cand_count, overflow);
+          const Mat<double> od = as_mat<double>(out_sqdist, "out_sqdist");
+          const Mat<int64_t> oi = as_mat<int64_t>(out_index, "out_index");
+          WMF_CHECK(od.rows == qv.rows && oi.rows == qv.rows, "outputs must have one row per query");
+          int* sr = as_ptr<int32_t>(short_rows, "short_rows");
+          const Vec<int64_t> qi = as_vec<int64_t>(q_index, "q_index");
+          WMF_CHECK(qi.size == qv.rows, "q_index must have one entry per query row");
+          py::gil_scoped_release release;
+          launch(qv, as_optional_ptr<double>(q_scale, "q_scale"), rv, as_optional_ptr<double>(r_scale, "r_scale"),
+                 qi.data, exclude_self, s, od, oi, sr, CudaCtx{device, stream});
+        });
+      },
+      "Exact step of nearest(): exact distances of the surviving candidates, sorted top-k.", py::arg("query"),
+      py::arg("q_scale"), py::arg("reference"), py::arg("r_scale"), py::arg("q_index"), py::arg("exclude_self"),
+      py::arg("bound_heap"), py::arg("cand_index"), py::arg("cand_lower"), py::arg("cand_count"),
+      py::arg("overflow"), py::arg("out_sqdist"), py::arg("out_index"), py::arg("short_rows"), py::arg("device"),
+      py::arg("stream"));
+}
+
+}  // namespace wmf

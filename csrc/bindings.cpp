@@ -1,0 +1,67 @@
+// The module `weightmem_fast._C`: one definition per host entry (binders.h), build_info() and __version__.
+#include <pybind11/pybind11.h>
+
+#if defined(WMF_WITH_OPENMP)
+#include <omp.h>
+#endif
+
+#include "binders.h"
+#include "distances/pairwise_from_gram.h"
+#include "distances/row_sqnorms.h"
+#include "neighbors/nearest_rerank.h"
+#include "neighbors/nearest_scan.h"
+
+namespace py = pybind11;
+
+#if defined(WMF_WITH_CUDA)
+namespace wmf {
+void register_cuda(py::module_& m, py::dict& info);  // bindings_cuda.cpp
+}
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  using namespace wmf;
+  m.doc() = "weightmem_fast compiled kernels; call them through weightmem_fast, which validates and allocates.";
+  m.attr("__version__") = WMF_VERSION;
+
+  def_row_sqnorms(m, "row_sqnorms_cpu", [](auto x, auto out, CudaCtx) { row_sqnorms_cpu(x, out); });
+  def_pairwise_from_gram(m, "pairwise_from_gram_cpu",
+                         [](auto g, auto q, auto r, auto model, double tol, auto output, auto out, CudaCtx) {
+                           pairwise_from_gram_cpu(g, q, r, model, tol, output, out);
+                         });
+  def_nearest_scan(m, "nearest_scan_cpu",
+                   [](auto g, auto q, auto r, auto model, const int64_t* qi, int64_t ro, bool ex, auto s, CudaCtx) {
+                     nearest_scan_cpu(g, q, r, model, qi, ro, ex, s);
+                   });
+  def_nearest_rerank(m, "nearest_rerank_cpu",
+                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, int* sr,
+                        CudaCtx) { nearest_rerank_cpu(q, qs, r, rs, qi, ex, s, od, oi, sr); });
+
+  py::dict info;
+  info["version"] = WMF_VERSION;
+#if defined(__clang__)
+  info["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = "gcc " __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  info["cuda"] = false;
+  info["cuda_runtime"] = -1;
+  info["cuda_archs"] = "";
+#if defined(WMF_WITH_CUDA)
+  register_cuda(m, info);
+#endif
+  m.def(
+      "build_info",
+      [info]() {
+        py::dict out(info);
+#if defined(WMF_WITH_OPENMP)
+        out["openmp"] = omp_get_max_threads();
+#else
+        out["openmp"] = false;
+#endif
+        return out;
+      },
+      "How this extension was built: version, compiler, CUDA runtime and archs, OpenMP threads.");
+}

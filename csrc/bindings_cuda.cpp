@@ -1,0 +1,51 @@
+// Registers the *_cuda entries (compiled only when CMake enabled CUDA) and the device probe.
+#include <cuda_runtime_api.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <utility>
+
+#include "binders.h"
+#include "distances/pairwise_from_gram.h"
+#include "distances/row_sqnorms.h"
+#include "neighbors/nearest_rerank.h"
+#include "neighbors/nearest_scan.h"
+
+namespace py = pybind11;
+
+namespace wmf {
+
+void register_cuda(py::module_& m, py::dict& info) {
+  info["cuda"] = true;
+  info["cuda_runtime"] = CUDART_VERSION;
+  info["cuda_archs"] = WMF_CUDA_ARCHS;
+
+  def_row_sqnorms(m, "row_sqnorms_cuda", [](auto x, auto out, CudaCtx ctx) { row_sqnorms_cuda(x, out, ctx); });
+  def_pairwise_from_gram(m, "pairwise_from_gram_cuda",
+                         [](auto g, auto q, auto r, auto model, double tol, auto output, auto out, CudaCtx ctx) {
+                           pairwise_from_gram_cuda(g, q, r, model, tol, output, out, ctx);
+                         });
+  def_nearest_scan(m, "nearest_scan_cuda",
+                   [](auto g, auto q, auto r, auto model, const int64_t* qi, int64_t ro, bool ex, auto s, CudaCtx ctx) {
+                     nearest_scan_cuda(g, q, r, model, qi, ro, ex, s, ctx);
+                   });
+  def_nearest_rerank(m, "nearest_rerank_cuda",
+                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, int* sr,
+                        CudaCtx ctx) { nearest_rerank_cuda(q, qs, r, rs, qi, ex, s, od, oi, sr, ctx); });
+
+  // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
+  m.def(
+      "cuda_device_count",
+      []() -> std::pair<int, std::string> {
+        int count = 0;
+        const cudaError_t err = cudaGetDeviceCount(&count);
+        if (err != cudaSuccess) {
+          cudaGetLastError();  // clear the sticky-free error so later calls start clean
+          return {0, cudaGetErrorString(err)};
+        }
+        return {count, ""};
+      },
+      "Number of visible CUDA devices and, when 0 because of an error, the reason.");
+}
+
+}  // namespace wmf

@@ -1,0 +1,90 @@
+"""Argument validation shared by the public ops (STYLE §4).
+
+Every error names the argument, what was expected, what was received and, where there is one, the fix.
+TypeError for types and dtypes, ValueError for shapes and values. Nothing here casts or moves data.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def matrix(name: str, x: object, *, like: torch.Tensor | None = None, like_name: str = "") -> torch.Tensor:
+    """A non-empty 2-D floating tensor [rows, D]; with ``like``, also the same D, dtype and device."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [N, D]; got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor [N, D] (one flattened model per row); got shape {tuple(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a floating tensor (float16, bfloat16, float32 or float64); got {x.dtype}; "
+            f"convert it with {name}.float()"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty [N >= 1, D >= 1]; got shape {tuple(x.shape)}")
+    if like is not None:
+        if x.shape[1] != like.shape[1]:
+            raise ValueError(
+                f"{name} and {like_name} must have the same width D; got {x.shape[1]} and {like.shape[1]}"
+            )
+        if x.device != like.device:
+            raise ValueError(
+                f"{name} and {like_name} must be on the same device; got {x.device} and {like.device}; "
+                f"move one with .to({like.device!s})"
+            )
+        if x.dtype != like.dtype:
+            raise TypeError(
+                f"{name} and {like_name} must have the same dtype; got {x.dtype} and {like.dtype}; "
+                f"convert one with .to({like.dtype})"
+            )
+    return x
+
+
+def choice(name: str, value: object, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def neighbour_count(k: object, available: int, exclude_self: bool) -> int:
+    """k as an int in [1, available]; ``available`` already accounts for ``exclude_self``."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int; got {type(k).__name__}")
+    if k < 1 or k > available:
+        extra = " (the reference set minus the excluded self match)" if exclude_self else ""
+        raise ValueError(f"k must be between 1 and {available}{extra}; got {k}")
+    return k
+
+
+def same_set(query: torch.Tensor, reference: torch.Tensor) -> None:
+    """exclude_self compares a set with itself: both must have the same number of rows."""
+    if query.shape[0] != reference.shape[0]:
+        raise ValueError(
+            "exclude_self=True means query and reference are the same set, so they must have the same number of "
+            f"rows; got {query.shape[0]} and {reference.shape[0]}"
+        )
+
+
+def finite_rows(name: str, sqnorms: torch.Tensor) -> None:
+    """Rejects rows with NaN or Inf, detected through their float64 squared norms."""
+    bad = ~torch.isfinite(sqnorms)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten()
+        raise ValueError(
+            f"{name} contains NaN or Inf values (or values whose square overflows float64) in {rows.numel()} "
+            f"row(s), first at row {int(rows[0])}"
+        )
+
+
+def nonzero_rows(name: str, sqnorms: torch.Tensor) -> None:
+    """The cosine metric is undefined for all-zero rows."""
+    zero = sqnorms == 0
+    if bool(zero.any()):
+        rows = torch.nonzero(zero).flatten()
+        raise ValueError(
+            f"metric='cosine' is undefined for all-zero rows; {name} has {rows.numel()} such row(s), "
+            f"first at row {int(rows[0])}"
+        )
