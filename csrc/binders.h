@@ -109,8 +109,8 @@ template <class Launch>
 void def_nearest_rerank(py::module_& m, const char* name, Launch launch) {
   m.def(
       name,
-      [launch](const TensorArg& query, const OptionalTensorArg& q_scale, const TensorArg& reference,
-               const OptionalTensorArg& r_scale, const TensorArg& q_index, bool exclude_self, const TensorArg& bound_heap,
+      [launch](const TensorArg& query, const OptionalTensorArg& q_norm, const TensorArg& reference,
+               const OptionalTensorArg& r_norm, const TensorArg& q_index, bool exclude_self, const TensorArg& bound_heap,
                const TensorArg& cand_index, const TensorArg& cand_lower, const TensorArg& cand_count,
                const TensorArg& overflow, const TensorArg& out_sqdist, const TensorArg& out_index,
                const TensorArg& short_rows, int device, std::uintptr_t stream) {
@@ -125,12 +125,12 @@ void def_nearest_rerank(py::module_& m, const char* name, Launch launch) {
           const Vec<int64_t> qi = as_vec<int64_t>(q_index, "q_index");
           WMF_CHECK(qi.size == qv.rows, "q_index must have one entry per query row");
           py::gil_scoped_release release;
-          launch(qv, as_optional_ptr<double>(q_scale, "q_scale"), rv, as_optional_ptr<double>(r_scale, "r_scale"),
+          launch(qv, as_optional_ptr<double>(q_norm, "q_norm"), rv, as_optional_ptr<double>(r_norm, "r_norm"),
                  qi.data, exclude_self, s, od, oi, sr, CudaCtx{device, stream});
         });
       },
       "Exact step of nearest(): exact distances of the surviving candidates, sorted top-k.", py::arg("query"),
-      py::arg("q_scale"), py::arg("reference"), py::arg("r_scale"), py::arg("q_index"), py::arg("exclude_self"),
+      py::arg("q_norm"), py::arg("reference"), py::arg("r_norm"), py::arg("q_index"), py::arg("exclude_self"),
       py::arg("bound_heap"), py::arg("cand_index"), py::arg("cand_lower"), py::arg("cand_count"),
       py::arg("overflow"), py::arg("out_sqdist"), py::arg("out_index"), py::arg("short_rows"), py::arg("device"),
       py::arg("stream"));

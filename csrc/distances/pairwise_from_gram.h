@@ -43,12 +43,12 @@ void pairwise_from_gram_cuda(ConstMat<G> gram, GramSide<T> query, GramSide<T> re
 template <class G, class T>
 WMF_HD T pairwise_entry(ConstMat<G> gram, const GramSide<T>& query, const GramSide<T>& ref, GramErrorModel model,
                         double rel_tol, DistanceOutput output, int64_t i, int64_t j) {
-  const double* sq = query.norms.scale ? query.norms.scale + i : nullptr;
-  const double* sr = ref.norms.scale ? ref.norms.scale + j : nullptr;
   const SqdistBracket b = bracket_sqdist(static_cast<double>(gram(i, j)), query.norms.term(i), ref.norms.term(j), model);
-  const double sqdist = (b.hi - b.lo <= rel_tol * b.lo)
-                            ? b.estimate
-                            : exact_sqdist(query.rows.row(i), ref.rows.row(j), query.rows.cols, sq, sr);
+  if (b.hi - b.lo <= rel_tol * b.lo) return static_cast<T>(finish_distance(b.estimate, output));
+  // Cosine (scaled rows) is the distance of unit rows; without centring, the operand norms are the rows' own.
+  const bool unit = query.norms.scale != nullptr;
+  const double sqdist = exact_sqdist(query.rows.row(i), ref.rows.row(j), query.rows.cols,
+                                     unit ? query.norms.norm + i : nullptr, unit ? ref.norms.norm + j : nullptr);
   return static_cast<T>(finish_distance(sqdist, output));
 }
 

@@ -6,8 +6,8 @@
 namespace wmf {
 
 template <class T>
-void nearest_rerank_cpu(ConstMat<T> query, const double* query_scale, ConstMat<T> reference,
-                        const double* reference_scale, const int64_t* q_index, bool exclude_self, CandidateState s,
+void nearest_rerank_cpu(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
+                        const double* reference_norm, const int64_t* q_index, bool exclude_self, CandidateState s,
                         Mat<double> out_sqdist, Mat<int64_t> out_index, int* short_rows) {
   WMF_CHECK(query.col_stride == 1 && reference.col_stride == 1, "rows must be contiguous");
   WMF_CHECK(query.cols == reference.cols, "widths differ: ", query.cols, " vs ", reference.cols);
@@ -21,12 +21,12 @@ void nearest_rerank_cpu(ConstMat<T> query, const double* query_scale, ConstMat<T
     double* dist = &out_sqdist(q, 0);
     int64_t* index = &out_index(q, 0);
     const T* qrow = query.row(q);
-    const double* sq = query_scale ? query_scale + q : nullptr;
+    const double* nq = query_norm ? query_norm + q : nullptr;
     const int64_t self = exclude_self ? q_index[q] : -1;
     int64_t filled = 0;
     auto consider = [&](int64_t r) {
-      const double* sr = reference_scale ? reference_scale + r : nullptr;
-      const double d = exact_sqdist(qrow, reference.row(r), query.cols, sq, sr);
+      const double* nr = reference_norm ? reference_norm + r : nullptr;
+      const double d = exact_sqdist(qrow, reference.row(r), query.cols, nq, nr);
       filled = topk_insert(dist, index, filled, s.k, d, r);
     };
     if (s.overflow[q]) {

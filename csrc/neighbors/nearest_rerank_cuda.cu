@@ -15,17 +15,17 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 
 template <class T>
-__device__ double warp_exact_sqdist(const T* a, const T* b, int64_t d, const double* sa, const double* sb, int lane) {
+__device__ double warp_exact_sqdist(const T* a, const T* b, int64_t d, const double* na, const double* nb, int lane) {
   double acc = 0.0;
-  if (sa == nullptr) {
+  if (na == nullptr) {
     for (int64_t i = lane; i < d; i += kWarp) {
       const double diff = static_cast<double>(a[i]) - static_cast<double>(b[i]);
       acc += diff * diff;
     }
   } else {
-    const double ka = *sa, kb = *sb;
+    const double ka = *na, kb = *nb;
     for (int64_t i = lane; i < d; i += kWarp) {
-      const double diff = static_cast<double>(a[i]) * ka - static_cast<double>(b[i]) * kb;
+      const double diff = static_cast<double>(a[i]) / ka - static_cast<double>(b[i]) / kb;
       acc += diff * diff;
     }
   }
@@ -33,8 +33,8 @@ __device__ double warp_exact_sqdist(const T* a, const T* b, int64_t d, const dou
 }
 
 template <class T>
-__global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_scale, ConstMat<T> reference,
-                                      const double* reference_scale, const int64_t* q_index, bool exclude_self,
+__global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
+                                      const double* reference_norm, const int64_t* q_index, bool exclude_self,
                                       CandidateState s, Mat<double> out_sqdist, Mat<int64_t> out_index,
                                       int* short_rows) {
   __shared__ double round_dist[kWarpsPerBlock];
@@ -48,7 +48,7 @@ __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_sca
   const int64_t* cand_index = s.cand_index + q * s.capacity;
   const double* cand_lower = s.cand_lower + q * s.capacity;
   const int64_t self = exclude_self ? q_index[q] : -1;
-  const double* sq = query_scale ? query_scale + q : nullptr;
+  const double* nq = query_norm ? query_norm + q : nullptr;
   double* dist = &out_sqdist(q, 0);
   int64_t* index = &out_index(q, 0);
   int64_t filled = 0;  // meaningful in thread 0 only
@@ -65,8 +65,8 @@ __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_sca
     }
     double d = 0.0;
     if (r >= 0) {
-      const double* sr = reference_scale ? reference_scale + r : nullptr;
-      d = warp_exact_sqdist(query.row(q), reference.row(r), query.cols, sq, sr, lane);
+      const double* nr = reference_norm ? reference_norm + r : nullptr;
+      d = warp_exact_sqdist(query.row(q), reference.row(r), query.cols, nq, nr, lane);
     }
     if (lane == 0) {
       round_dist[warp] = d;
@@ -85,8 +85,8 @@ __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_sca
 }  // namespace
 
 template <class T>
-void nearest_rerank_cuda(ConstMat<T> query, const double* query_scale, ConstMat<T> reference,
-                         const double* reference_scale, const int64_t* q_index, bool exclude_self, CandidateState state,
+void nearest_rerank_cuda(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
+                         const double* reference_norm, const int64_t* q_index, bool exclude_self, CandidateState state,
                          Mat<double> out_sqdist, Mat<int64_t> out_index, int* short_rows, CudaCtx ctx) {
   WMF_CHECK(query.col_stride == 1 && reference.col_stride == 1, "rows must be contiguous");
   WMF_CHECK(query.cols == reference.cols, "widths differ: ", query.cols, " vs ", reference.cols);
@@ -95,7 +95,7 @@ void nearest_rerank_cuda(ConstMat<T> query, const double* query_scale, ConstMat<
   if (query.rows == 0) return;
   DeviceGuard guard(ctx.device);
   nearest_rerank_kernel<T><<<static_cast<unsigned>(query.rows), kWarpsPerBlock * kWarp, 0, stream_of(ctx)>>>(
-      query, query_scale, reference, reference_scale, q_index, exclude_self, state, out_sqdist, out_index,
+      query, query_norm, reference, reference_norm, q_index, exclude_self, state, out_sqdist, out_index,
       short_rows);
   WMF_CUDA_CHECK_LAUNCH();
 }

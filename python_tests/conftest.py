@@ -1,0 +1,33 @@
+"""Shared fixtures: seeding, full-precision references, and the CPU/CUDA device matrix (STYLE §6).
+
+The GPU is probed only inside fixtures, never at import or collection time; CUDA cases are collected everywhere
+and show up as skipped (with the reason) under -ra on machines without a GPU.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import weightmem_fast as wmf
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_full_precision():
+    torch.manual_seed(0)
+    # References must not run in TF32 (as KeOps' tests); the ops themselves bound whatever mode is set.
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    yield
+
+
+@pytest.fixture
+def cuda_device() -> str:
+    if not wmf.cuda_available():
+        pytest.skip("needs a GPU and the CUDA kernels")
+    return "cuda"
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request) -> str:
+    if request.param == "cuda":
+        return request.getfixturevalue("cuda_device")
+    return "cpu"

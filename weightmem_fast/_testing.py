@@ -1,0 +1,74 @@
+"""Input factories shared by the tests and the benchmarks (STYLE §9: benchmarks reuse the test builders).
+
+Not public API. Every factory takes a seed and returns CPU tensors; callers move them to a device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def scaled_rows(n: int, d: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[n, d] Gaussian directions with norms uniform in [10, 100], like flattened checkpoints of varied scale."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((n, d))
+    rows *= rng.uniform(10, 100, (n, 1)) / np.linalg.norm(rows, axis=1, keepdims=True)
+    return torch.from_numpy(rows).to(dtype)
+
+
+def near_duplicates(
+    n: int, d: int, eps: float, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training rows and generated rows that are near-duplicates of a shuffled subset of them.
+
+    Returns (training [n, d], generated [n, d], partner [n] int64): generated[j] = training[partner[j]] moved by
+    a relative perturbation eps (||moved - row|| = eps ||row||), so partner[j] is the true nearest row by a wide
+    margin whenever eps << 1 (every other row is tens of units away).
+    """
+    rng = np.random.default_rng(seed + 1)
+    training = scaled_rows(n, d, seed, torch.float64)
+    partner = torch.from_numpy(rng.permutation(n))
+    direction = rng.standard_normal((n, d))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    base = training[partner]
+    generated = base + eps * base.norm(dim=1, keepdim=True) * torch.from_numpy(direction)
+    return training.to(dtype), generated.to(dtype), partner
+
+
+def self_set_with_pairs(
+    n: int, d: int, eps: float, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A set of n rows made of n // 2 rows and their eps-perturbed copies, shuffled (n even).
+
+    Returns (rows [n, d], partner [n] int64): partner[i] is the index of row i's near-duplicate, which is its
+    true nearest *other* row; the "drop the first of k + 1 neighbours" trick loses it about half the time.
+    """
+    half = n // 2
+    training, generated, partner = near_duplicates(half, d, eps, seed, torch.float64)
+    rows = torch.cat([training, generated])
+    order = torch.from_numpy(np.random.default_rng(seed + 2).permutation(2 * half))
+    position = torch.empty_like(order)
+    position[order] = torch.arange(2 * half)  # where each original row went
+    original_partner = torch.cat([partner.argsort() + half, partner])  # training i <-> generated j
+    return rows[order].to(dtype), position[original_partner[order]]
+
+
+def exact_sqdist(query: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """[N, M] squared distances by direct differences in extended precision (numpy longdouble): the oracle.
+
+    For float32 inputs every difference and square is exact in float64 already; longdouble also covers
+    float64 inputs. Slow: keep N * M * D to a few million.
+    """
+    q = query.detach().cpu().to(torch.float64).numpy().astype(np.longdouble)
+    r = reference.detach().cpu().to(torch.float64).numpy().astype(np.longdouble)
+    return ((q[:, None, :] - r[None, :, :]) ** 2).sum(axis=2)
+
+
+def relative_error(values: torch.Tensor, exact: np.ndarray | torch.Tensor) -> np.ndarray:
+    """|values - exact| / |exact| elementwise (0 where both are 0, inf where only exact is 0)."""
+    v = values.detach().cpu().to(torch.float64).numpy().astype(np.longdouble)
+    e = np.asarray(exact, dtype=np.longdouble)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.abs(v - e) / np.abs(e)
+    err[(v == e)] = 0
+    return err.astype(np.float64)
