@@ -105,9 +105,9 @@ def test_nearest_never_materialises_the_full_matrix(monkeypatch):
     largest = []
     original = _gram._TileBuffers.product
 
-    def spy(self, left, right, transpose):
+    def spy(self, left, right):
         largest.append(left.shape[0] * right.shape[0])
-        return original(self, left, right, transpose)
+        return original(self, left, right)
 
     monkeypatch.setattr(_gram._TileBuffers, "product", spy)
     query, reference = torch.randn(300, 64), torch.randn(400, 64)
@@ -121,7 +121,7 @@ def test_nearest_centres_clustered_checkpoints_and_stays_exact(device):
     # One training run: every checkpoint is the same large vector plus a small drift.
     base = 50.0 * torch.randn(1, 3000, dtype=torch.float64)
     rows = (base + 1e-3 * torch.randn(120, 3000, dtype=torch.float64)).float()
-    q = _gram.prepare_side("cpu", "query", rows, "l2")
+    q = _gram.prepare_side("cpu", rows, "l2")
     assert _gram.choose_centre(q, q) is not None
     dist, idx = wmf.nearest(rows.to(device), rows.to(device), k=2, exclude_self=True)
     twin_dist, twin_idx = wmf.reference.nearest(rows, rows, k=2, exclude_self=True)

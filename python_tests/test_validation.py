@@ -41,7 +41,7 @@ CASES = [
     (wmf.pairwise_distance, (X, torch.randn(5, 2)), {}, ValueError, "same width D; got 2 and 3"),
     (wmf.pairwise_distance, (X.long(),), {}, TypeError, "x must be a floating tensor.*torch.int64"),
     (wmf.pairwise_distance, (torch.empty(0, 3),), {}, ValueError, "x must be non-empty"),
-    (wmf.pairwise_distance, (X, NAN), {}, ValueError, "reference contains NaN or Inf"),
+    (wmf.pairwise_distance, (X, NAN), {}, ValueError, "y contains NaN or Inf"),
     (wmf.pairwise_distance, (X,), {"metric": "hamming"}, ValueError, "metric must be one of"),
     (wmf.pairwise_distance, (X, Y.half()), {}, TypeError, "same dtype"),
 ]

@@ -47,6 +47,17 @@ WMF_CPU_CLONES bool chunk_filter(const double* g, const RowTerm& q, const RowNor
                    : chunk_may_hold_candidate<double, false>(g, q, ref.sqnorm, ref.norm, ref.scale, m, n, tau);
 }
 
+// Visits columns [j0, j1) of query row i.
+template <class G>
+inline void scan_columns(RowScan& scan, ConstMat<G> gram, const RowTerm& q, RowNorms ref, GramErrorModel model,
+                         int64_t i, int64_t j0, int64_t j1, int64_t self_col, int64_t r_offset) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const SqdistBracket b = bracket_sqdist(static_cast<double>(gram(i, j)), q, ref.term(j), model);
+    if (b.lo > scan.tau || j == self_col) continue;  // the common, far case: one predictable branch
+    scan.visit(b, r_offset + j);
+  }
+}
+
 }  // namespace
 
 template <class G>

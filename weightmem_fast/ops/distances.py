@@ -56,7 +56,7 @@ def pairwise_distance(
     y = _check.matrix("y", y, like=x, like_name="x") if y_given else x
     metric = _check.choice("metric", metric, _gram.METRICS)
     impl = _dispatch.choose("pairwise_distance", x.device.type, backend)
-    q, r = _gram.prepare_pair(impl, x, y, metric)
+    q, r = _gram.prepare_pair(impl, x, y, metric, names=("x", "y"))
     if impl == "torch":
         return twins.pairwise_distance(q.rows, r.rows if y_given else None, metric)
 
@@ -65,7 +65,7 @@ def pairwise_distance(
     rel_tol = _REL_TOL[q.rows.dtype]
     for q0, q1 in plan.query_blocks():
         block = slice(q0, q1)
-        for tile in plan.tiles(block, ref_major=False):
+        for tile in plan.tiles(block):
             _ext.call(
                 impl,
                 "pairwise_from_gram",
