@@ -35,18 +35,23 @@ inline CandidateState as_candidate_state(const TensorArg& bound_heap, const Tens
 }
 
 template <class Launch>
-void def_row_sqnorms(py::module_& m, const char* name, Launch launch) {
+void def_row_norms(py::module_& m, const char* name, Launch launch) {
   m.def(
       name,
-      [launch](const TensorArg& x, const TensorArg& out, int device, std::uintptr_t stream) {
+      [launch](const TensorArg& x, const TensorArg& sqnorm, const TensorArg& norm, bool require_nonzero,
+               const OptionalTensorArg& unusable, int device, std::uintptr_t stream) {
         WMF_DISPATCH_FLOATING(dtype_of(x), T, [&] {
           const ConstMat<T> xv = as_const_mat<T>(x, "x");
-          const Vec<double> ov = as_vec<double>(out, "out");
+          const Vec<double> sv = as_vec<double>(sqnorm, "sqnorm");
+          const Vec<double> nv = as_vec<double>(norm, "norm");
+          int* counter = as_optional_ptr<int32_t>(unusable, "unusable");
           py::gil_scoped_release release;
-          launch(xv, ov, CudaCtx{device, stream});
+          launch(xv, sv, nv, require_nonzero, counter, CudaCtx{device, stream});
         });
       },
-      "Float64 squared norm of every row.", py::arg("x"), py::arg("out"), py::arg("device"), py::arg("stream"));
+      "Float64 squared norm and norm of every row; counts rows the metric cannot use.", py::arg("x"),
+      py::arg("sqnorm"), py::arg("norm"), py::arg("require_nonzero"), py::arg("unusable"), py::arg("device"),
+      py::arg("stream"));
 }
 
 template <class Launch>
@@ -112,28 +117,33 @@ void def_nearest_rerank(py::module_& m, const char* name, Launch launch) {
       [launch](const TensorArg& query, const OptionalTensorArg& q_norm, const TensorArg& reference,
                const OptionalTensorArg& r_norm, const TensorArg& q_index, bool exclude_self, const TensorArg& bound_heap,
                const TensorArg& cand_index, const TensorArg& cand_lower, const TensorArg& cand_count,
-               const TensorArg& overflow, const TensorArg& out_sqdist, const TensorArg& out_index,
-               const TensorArg& short_rows, int device, std::uintptr_t stream) {
+               const TensorArg& overflow, const TensorArg& out_sqdist, const TensorArg& out_index, int output,
+               const TensorArg& out_value, const TensorArg& short_rows, int device, std::uintptr_t stream) {
         WMF_DISPATCH_FLOATING(dtype_of(query), T, [&] {
           const ConstMat<T> qv = as_const_mat<T>(query, "query");
           const ConstMat<T> rv = as_const_mat<T>(reference, "reference");
           const CandidateState s = as_candidate_state(bound_heap, cand_index, cand_lower, cand_count, overflow);
           const Mat<double> od = as_mat<double>(out_sqdist, "out_sqdist");
           const Mat<int64_t> oi = as_mat<int64_t>(out_index, "out_index");
-          WMF_CHECK(od.rows == qv.rows && oi.rows == qv.rows, "outputs must have one row per query");
+          const Mat<T> ov = as_mat<T>(out_value, "out_value");
+          WMF_CHECK(od.rows == qv.rows && oi.rows == qv.rows && ov.rows == qv.rows,
+                    "outputs must have one row per query");
+          WMF_CHECK(ov.cols == s.k && ov.col_stride == 1, "out_value must be row-major with k columns");
+          WMF_CHECK(output >= 0 && output <= 2, "unknown distance output ", output);
           int* sr = as_ptr<int32_t>(short_rows, "short_rows");
           const Vec<int64_t> qi = as_vec<int64_t>(q_index, "q_index");
           WMF_CHECK(qi.size == qv.rows, "q_index must have one entry per query row");
           py::gil_scoped_release release;
           launch(qv, as_optional_ptr<double>(q_norm, "q_norm"), rv, as_optional_ptr<double>(r_norm, "r_norm"),
-                 qi.data, exclude_self, s, od, oi, sr, CudaCtx{device, stream});
+                 qi.data, exclude_self, s, od, oi, static_cast<DistanceOutput>(output), ov, sr,
+                 CudaCtx{device, stream});
         });
       },
       "Exact step of nearest(): exact distances of the surviving candidates, sorted top-k.", py::arg("query"),
       py::arg("q_norm"), py::arg("reference"), py::arg("r_norm"), py::arg("q_index"), py::arg("exclude_self"),
       py::arg("bound_heap"), py::arg("cand_index"), py::arg("cand_lower"), py::arg("cand_count"),
-      py::arg("overflow"), py::arg("out_sqdist"), py::arg("out_index"), py::arg("short_rows"), py::arg("device"),
-      py::arg("stream"));
+      py::arg("overflow"), py::arg("out_sqdist"), py::arg("out_index"), py::arg("output"), py::arg("out_value"),
+      py::arg("short_rows"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

@@ -7,7 +7,7 @@
 
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
-#include "distances/row_sqnorms.h"
+#include "distances/row_norms.h"
 #include "neighbors/nearest_rerank.h"
 #include "neighbors/nearest_scan.h"
 
@@ -24,7 +24,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "weightmem_fast compiled kernels; call them through weightmem_fast, which validates and allocates.";
   m.attr("__version__") = WMF_VERSION;
 
-  def_row_sqnorms(m, "row_sqnorms_cpu", [](auto x, auto out, CudaCtx) { row_sqnorms_cpu(x, out); });
+  def_row_norms(m, "row_norms_cpu", [](auto x, auto sq, auto n, bool nz, int* bad, CudaCtx) { row_norms_cpu(x, sq, n, nz, bad); });
   def_pairwise_from_gram(m, "pairwise_from_gram_cpu",
                          [](auto g, auto q, auto r, auto model, double tol, auto output, auto out, CudaCtx) {
                            pairwise_from_gram_cpu(g, q, r, model, tol, output, out);
@@ -34,8 +34,8 @@ PYBIND11_MODULE(_C, m) {
                      nearest_scan_cpu(g, q, r, model, qi, ro, ex, s);
                    });
   def_nearest_rerank(m, "nearest_rerank_cpu",
-                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, int* sr,
-                        CudaCtx) { nearest_rerank_cpu(q, qs, r, rs, qi, ex, s, od, oi, sr); });
+                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, auto out,
+                        auto ov, int* sr, CudaCtx) { nearest_rerank_cpu(q, qs, r, rs, qi, ex, s, od, oi, out, ov, sr); });
 
   py::dict info;
   info["version"] = WMF_VERSION;

@@ -7,7 +7,7 @@
 
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
-#include "distances/row_sqnorms.h"
+#include "distances/row_norms.h"
 #include "neighbors/nearest_rerank.h"
 #include "neighbors/nearest_scan.h"
 
@@ -20,7 +20,8 @@ void register_cuda(py::module_& m, py::dict& info) {
   info["cuda_runtime"] = CUDART_VERSION;
   info["cuda_archs"] = WMF_CUDA_ARCHS;
 
-  def_row_sqnorms(m, "row_sqnorms_cuda", [](auto x, auto out, CudaCtx ctx) { row_sqnorms_cuda(x, out, ctx); });
+  def_row_norms(m, "row_norms_cuda",
+                [](auto x, auto sq, auto n, bool nz, int* bad, CudaCtx ctx) { row_norms_cuda(x, sq, n, nz, bad, ctx); });
   def_pairwise_from_gram(m, "pairwise_from_gram_cuda",
                          [](auto g, auto q, auto r, auto model, double tol, auto output, auto out, CudaCtx ctx) {
                            pairwise_from_gram_cuda(g, q, r, model, tol, output, out, ctx);
@@ -30,8 +31,10 @@ void register_cuda(py::module_& m, py::dict& info) {
                      nearest_scan_cuda(g, q, r, model, qi, ro, ex, s, ctx);
                    });
   def_nearest_rerank(m, "nearest_rerank_cuda",
-                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, int* sr,
-                        CudaCtx ctx) { nearest_rerank_cuda(q, qs, r, rs, qi, ex, s, od, oi, sr, ctx); });
+                     [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, auto out,
+                        auto ov, int* sr, CudaCtx ctx) {
+                       nearest_rerank_cuda(q, qs, r, rs, qi, ex, s, od, oi, out, ov, sr, ctx);
+                     });
 
   // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
   m.def(

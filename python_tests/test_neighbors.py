@@ -121,8 +121,9 @@ def test_nearest_centres_clustered_checkpoints_and_stays_exact(device):
     # One training run: every checkpoint is the same large vector plus a small drift.
     base = 50.0 * torch.randn(1, 3000, dtype=torch.float64)
     rows = (base + 1e-3 * torch.randn(120, 3000, dtype=torch.float64)).float()
-    q = _gram.prepare_side("cpu", rows, "l2")
-    assert _gram.choose_centre(q, q) is not None
+    check = _gram.InputCheck(rows.device, ("query", "reference"), "l2")
+    side, _ = _gram.prepare_pair("cpu", rows, rows, "l2", check)
+    assert _gram.choose_centre(side, side) is not None
     dist, idx = wmf.nearest(rows.to(device), rows.to(device), k=2, exclude_self=True)
     twin_dist, twin_idx = wmf.reference.nearest(rows, rows, k=2, exclude_self=True)
     assert torch.equal(idx.cpu(), twin_idx)

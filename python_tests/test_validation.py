@@ -57,3 +57,11 @@ def test_bad_input_is_rejected_with_a_clear_message(op, args, kwargs, exc, fragm
 def test_twin_backend_validates_too(op):
     with pytest.raises(ValueError, match="NaN or Inf"):
         op(NAN, NAN, backend="torch")
+
+
+@pytest.mark.parametrize("op", [wmf.nearest, wmf.pairwise_distance])
+def test_bad_values_are_reported_on_every_device(op, device):
+    # On a GPU the check runs after the kernels, with one synchronisation; the error must be the same.
+    bad = INF.to(device)
+    with pytest.raises(ValueError, match="contains NaN or Inf .* first at row 1"):
+        op(bad, bad)

@@ -8,7 +8,8 @@ namespace wmf {
 template <class T>
 void nearest_rerank_cpu(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
                         const double* reference_norm, const int64_t* q_index, bool exclude_self, CandidateState s,
-                        Mat<double> out_sqdist, Mat<int64_t> out_index, int* short_rows) {
+                        Mat<double> out_sqdist, Mat<int64_t> out_index, DistanceOutput output,
+                        Mat<T> out_value, int* short_rows) {
   WMF_CHECK(query.col_stride == 1 && reference.col_stride == 1, "rows must be contiguous");
   WMF_CHECK(query.cols == reference.cols, "widths differ: ", query.cols, " vs ", reference.cols);
   WMF_CHECK(out_sqdist.col_stride == 1 && out_index.col_stride == 1, "outputs must be row-major");
@@ -40,13 +41,14 @@ void nearest_rerank_cpu(ConstMat<T> query, const double* query_norm, ConstMat<T>
         if (cand_lower[c] <= tau) consider(cand_index[c]);
     }
     if (filled != s.k) ++short_count;
+    for (int64_t c = 0; c < filled; ++c) out_value(q, c) = static_cast<T>(finish_distance(dist[c], output));
   }
   *short_rows += short_count;
 }
 
 template void nearest_rerank_cpu<float>(ConstMat<float>, const double*, ConstMat<float>, const double*, const int64_t*, bool,
-                                        CandidateState, Mat<double>, Mat<int64_t>, int*);
+                                        CandidateState, Mat<double>, Mat<int64_t>, DistanceOutput, Mat<float>, int*);
 template void nearest_rerank_cpu<double>(ConstMat<double>, const double*, ConstMat<double>, const double*, const int64_t*,
-                                         bool, CandidateState, Mat<double>, Mat<int64_t>, int*);
+                                         bool, CandidateState, Mat<double>, Mat<int64_t>, DistanceOutput, Mat<double>, int*);
 
 }  // namespace wmf

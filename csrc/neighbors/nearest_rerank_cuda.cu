@@ -36,7 +36,7 @@ template <class T>
 __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
                                       const double* reference_norm, const int64_t* q_index, bool exclude_self,
                                       CandidateState s, Mat<double> out_sqdist, Mat<int64_t> out_index,
-                                      int* short_rows) {
+                                      DistanceOutput output, Mat<T> out_value, int* short_rows) {
   __shared__ double round_dist[kWarpsPerBlock];
   __shared__ int64_t round_index[kWarpsPerBlock];
   const int64_t q = blockIdx.x;
@@ -79,7 +79,10 @@ __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_nor
     }
     __syncthreads();
   }
-  if (threadIdx.x == 0 && filled != s.k) atomicAdd(short_rows, 1);
+  if (threadIdx.x == 0) {
+    if (filled != s.k) atomicAdd(short_rows, 1);
+    for (int64_t c = 0; c < filled; ++c) out_value(q, c) = static_cast<T>(finish_distance(dist[c], output));
+  }
 }
 
 }  // namespace
@@ -87,7 +90,8 @@ __global__ void nearest_rerank_kernel(ConstMat<T> query, const double* query_nor
 template <class T>
 void nearest_rerank_cuda(ConstMat<T> query, const double* query_norm, ConstMat<T> reference,
                          const double* reference_norm, const int64_t* q_index, bool exclude_self, CandidateState state,
-                         Mat<double> out_sqdist, Mat<int64_t> out_index, int* short_rows, CudaCtx ctx) {
+                         Mat<double> out_sqdist, Mat<int64_t> out_index, DistanceOutput output, Mat<T> out_value,
+                         int* short_rows, CudaCtx ctx) {
   WMF_CHECK(query.col_stride == 1 && reference.col_stride == 1, "rows must be contiguous");
   WMF_CHECK(query.cols == reference.cols, "widths differ: ", query.cols, " vs ", reference.cols);
   WMF_CHECK(out_sqdist.col_stride == 1 && out_index.col_stride == 1, "outputs must be row-major");
@@ -95,14 +99,15 @@ void nearest_rerank_cuda(ConstMat<T> query, const double* query_norm, ConstMat<T
   if (query.rows == 0) return;
   DeviceGuard guard(ctx.device);
   nearest_rerank_kernel<T><<<static_cast<unsigned>(query.rows), kWarpsPerBlock * kWarp, 0, stream_of(ctx)>>>(
-      query, query_norm, reference, reference_norm, q_index, exclude_self, state, out_sqdist, out_index,
-      short_rows);
+      query, query_norm, reference, reference_norm, q_index, exclude_self, state, out_sqdist, out_index, output,
+      out_value, short_rows);
   WMF_CUDA_CHECK_LAUNCH();
 }
 
 template void nearest_rerank_cuda<float>(ConstMat<float>, const double*, ConstMat<float>, const double*, const int64_t*,
-                                         bool, CandidateState, Mat<double>, Mat<int64_t>, int*, CudaCtx);
+                                         bool, CandidateState, Mat<double>, Mat<int64_t>, DistanceOutput, Mat<float>, int*, CudaCtx);
 template void nearest_rerank_cuda<double>(ConstMat<double>, const double*, ConstMat<double>, const double*, const int64_t*,
-                                          bool, CandidateState, Mat<double>, Mat<int64_t>, int*, CudaCtx);
+                                          bool, CandidateState, Mat<double>, Mat<int64_t>, DistanceOutput, Mat<double>, int*,
+                                          CudaCtx);
 
 }  // namespace wmf

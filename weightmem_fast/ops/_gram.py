@@ -60,43 +60,81 @@ def compute_rows(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def row_sqnorms(impl: str, rows: torch.Tensor) -> torch.Tensor:
-    """[R] float64 squared norms of the rows (float64 accumulation)."""
+def row_norms(
+    impl: str, rows: torch.Tensor, *, require_nonzero: bool = False, unusable: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([R] float64 squared norms, [R] norms) of the rows, float64 accumulation.
+
+    ``unusable`` (one int32 on the rows' device) gains the number of rows whose squared norm is not finite (a
+    row with NaN or Inf), or is 0 when ``require_nonzero``.
+    """
     if impl == "torch":
         from ..reference.distances import row_sqnorms as twin
 
-        return twin(rows)
-    out = torch.empty(rows.shape[0], dtype=torch.float64, device=rows.device)
-    _ext.call(impl, "row_sqnorms", rows, out)
-    return out
+        sqnorm = twin(rows)
+        if unusable is not None:
+            bad = ~torch.isfinite(sqnorm) | ((sqnorm == 0) if require_nonzero else False)
+            unusable += bad.sum(dtype=torch.int32)
+        return sqnorm, sqnorm.sqrt()
+    sqnorm = torch.empty(rows.shape[0], dtype=torch.float64, device=rows.device)
+    norm = torch.empty_like(sqnorm)
+    _ext.call(impl, "row_norms", rows, sqnorm, norm, require_nonzero, unusable)
+    return sqnorm, norm
 
 
-def prepare_side(impl: str, x: torch.Tensor, metric: str) -> Side:
-    """Rows in the compute dtype and what the kernels need of them; `prepare_pair` checks the values."""
+class InputCheck:
+    """Validates an op's inputs (and its internal consistency) with at most one host synchronisation.
+
+    Kernels count what is wrong into one small device tensor: unusable rows per input and queries that ended
+    with too few neighbours. On the CPU the inputs are checked at once (reading a CPU tensor costs nothing, and
+    a NaN row would make the search scan everything); on a GPU the count is read once, after the work.
+    """
+
+    def __init__(self, device: torch.device, names: tuple[str, str], metric: str) -> None:
+        self.counts = torch.zeros(3, dtype=torch.int32, device=device)  # [bad first, bad second, short rows]
+        self.names, self.metric = names, metric
+        self._sides: list[tuple[str, "Side"]] = []
+
+    def side_counter(self, which: int) -> torch.Tensor:
+        return self.counts[which : which + 1]
+
+    @property
+    def short_rows(self) -> torch.Tensor:
+        return self.counts[2:3]
+
+    def register(self, which: int, side: "Side") -> None:
+        self._sides.append((self.names[which], side))
+        if side.rows.device.type == "cpu":
+            self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        """ValueError naming the first bad row of an input; RuntimeError if a kernel lost neighbours."""
+        bad_first, bad_second, short = self.counts.tolist()
+        if bad_first or bad_second:
+            for name, side in self._sides:
+                _check.finite_rows(name, side.sqnorm)
+                if self.metric == "cosine":
+                    _check.nonzero_rows(name, side.sqnorm)
+        if short:
+            raise RuntimeError(f"internal error: {short} queries lost their candidates; please report this input")
+
+
+def prepare_side(impl: str, x: torch.Tensor, metric: str, check: InputCheck, which: int) -> Side:
+    """Rows in the compute dtype and what the kernels need of them, registered with ``check``."""
     rows = compute_rows(x)
-    sqnorm = row_sqnorms(impl, rows)
-    scale = torch.rsqrt(sqnorm) if metric == "cosine" else None
-    return Side(rows, sqnorm, sqnorm.sqrt(), scale)
+    sqnorm, norm = row_norms(
+        impl, rows, require_nonzero=(metric == "cosine"), unusable=check.side_counter(which)
+    )
+    side = Side(rows, sqnorm, norm, torch.reciprocal(norm) if metric == "cosine" else None)
+    check.register(which, side)
+    return side
 
 
 def prepare_pair(
-    impl: str, query: torch.Tensor, reference: torch.Tensor, metric: str, names: tuple[str, str] = ("query", "reference")
+    impl: str, query: torch.Tensor, reference: torch.Tensor, metric: str, check: InputCheck
 ) -> tuple[Side, Side]:
-    """Both sides, validated: NaN/Inf rows (and all-zero rows for cosine) raise ValueError naming the argument.
-
-    One host synchronisation when the values are valid: a float64 squared norm is finite iff its row is.
-    """
-    q = prepare_side(impl, query, metric)
-    r = q if reference is query else prepare_side(impl, reference, metric)
-    named = [(names[0], q)] + ([] if r is q else [(names[1], r)])
-    flags = [torch.isfinite(side.sqnorm).all() for _, side in named]
-    if metric == "cosine":
-        flags += [(side.sqnorm > 0).all() for _, side in named]
-    if not bool(torch.stack(flags).all()):
-        for name, side in named:
-            _check.finite_rows(name, side.sqnorm)
-            if metric == "cosine":
-                _check.nonzero_rows(name, side.sqnorm)
+    q = prepare_side(impl, query, metric, check, 0)
+    r = q if reference is query else prepare_side(impl, reference, metric, check, 1)
     return q, r
 
 
@@ -232,8 +270,8 @@ class GramPlan:
         rows = side.rows[select]
         if self.centre is not None:
             shifted = rows - self.centre
-            sqnorm = row_sqnorms(self.impl, shifted)
-            return shifted, sqnorm, sqnorm.sqrt()
+            sqnorm, norm = row_norms(self.impl, shifted)
+            return shifted, sqnorm, norm
         return rows.to(self.gemm_dtype), side.sqnorm[select], side.norm[select]
 
     def _product(self, a: torch.Tensor, b: torch.Tensor, buffers: "_TileBuffers") -> torch.Tensor:

@@ -56,8 +56,10 @@ def pairwise_distance(
     y = _check.matrix("y", y, like=x, like_name="x") if y_given else x
     metric = _check.choice("metric", metric, _gram.METRICS)
     impl = _dispatch.choose("pairwise_distance", x.device.type, backend)
-    q, r = _gram.prepare_pair(impl, x, y, metric, names=("x", "y"))
+    check = _gram.InputCheck(x.device, ("x", "y"), metric)
+    q, r = _gram.prepare_pair(impl, x, y, metric, check)
     if impl == "torch":
+        check.raise_if_failed()
         return twins.pairwise_distance(q.rows, r.rows if y_given else None, metric)
 
     plan = _gram.GramPlan(impl, q, r, metric)
@@ -84,4 +86,5 @@ def pairwise_distance(
                 _gram.DISTANCE_OUTPUT[metric],
                 out[block, tile.r0 : tile.r1],
             )
+    check.raise_if_failed()
     return out

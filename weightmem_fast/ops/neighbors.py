@@ -7,7 +7,7 @@ import torch
 
 from .. import _check, _dispatch, _ext
 from .. import reference as twins
-from ..reference.distances import finish, output_dtype
+from ..reference.distances import output_dtype
 from . import _gram
 
 # Candidate list length per query: room for the k answers plus near-ties; past it a query is decided by an exact
@@ -75,15 +75,17 @@ def nearest(
         _check.same_set(query, reference)
     k = _check.neighbour_count(k, reference.shape[0] - int(exclude_self), exclude_self)
     impl = _dispatch.choose("nearest", query.device.type, backend)
-    q, r = _gram.prepare_pair(impl, query, reference, metric)
+    check = _gram.InputCheck(query.device, ("query", "reference"), metric)
+    q, r = _gram.prepare_pair(impl, query, reference, metric, check)
     if impl == "torch":
+        check.raise_if_failed()
         return twins.nearest(q.rows, r.rows, k, metric, exclude_self)
 
     plan = _gram.GramPlan(impl, q, r, metric)
     n, m = q.rows.shape[0], r.rows.shape[0]
-    sqdist = torch.empty(n, k, dtype=torch.float64, device=query.device)
+    sqdist = torch.empty(n, k, dtype=torch.float64, device=query.device)  # ranking keys
     indices = torch.empty(n, k, dtype=torch.int64, device=query.device)
-    short_rows = torch.zeros(1, dtype=torch.int32, device=query.device)
+    values = torch.empty(n, k, dtype=output_dtype(query), device=query.device)
     capacity = min(m, 2 * k + _SLACK_CANDIDATES)
     for q0, q1 in plan.query_blocks():
         q_index = torch.arange(q0, q1, device=query.device)
@@ -111,11 +113,12 @@ def nearest(
             *state.tensors(),
             sqdist[q0:q1],
             indices[q0:q1],
-            short_rows,
+            _gram.DISTANCE_OUTPUT[metric],
+            values[q0:q1],
+            check.short_rows,
         )
-    if int(short_rows.item()) != 0:
-        raise RuntimeError("internal error in nearest(): a query lost candidates; please report this input")
-    return finish(sqdist, metric).to(output_dtype(query)), indices
+    check.raise_if_failed()
+    return values, indices
 
 
 @dataclass
