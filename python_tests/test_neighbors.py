@@ -24,7 +24,7 @@ def partner_distance(generated: torch.Tensor, training: torch.Tensor, partner: t
 
 
 @pytest.mark.parametrize("eps", [1e-7, 1e-6, 1e-5, 1e-4, 1e-3])
-@pytest.mark.parametrize("d", [10, 2048, 36737])
+@pytest.mark.parametrize("d", [10, 2048, 2464, 7960, 36737])  # the study's P-diff, HR, G.pt and HD widths
 def test_nearest_exact_for_near_duplicates(device, eps, d):
     training, generated, partner = _testing.near_duplicates(48, d, eps, seed=7)
     dist, idx = wmf.nearest(generated.to(device), training.to(device))

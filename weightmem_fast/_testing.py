@@ -8,12 +8,20 @@ import numpy as np
 import torch
 
 
+# Rows generated per float64 chunk, so D = 500,000 inputs cost their own size, not a float64 copy.
+_CHUNK_ROWS = 64
+
+
 def scaled_rows(n: int, d: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[n, d] Gaussian directions with norms uniform in [10, 100], like flattened checkpoints of varied scale."""
     rng = np.random.default_rng(seed)
-    rows = rng.standard_normal((n, d))
-    rows *= rng.uniform(10, 100, (n, 1)) / np.linalg.norm(rows, axis=1, keepdims=True)
-    return torch.from_numpy(rows).to(dtype)
+    norms = rng.uniform(10, 100, n)
+    out = torch.empty(n, d, dtype=dtype)
+    for start in range(0, n, _CHUNK_ROWS):
+        rows = rng.standard_normal((min(_CHUNK_ROWS, n - start), d))
+        rows *= norms[start : start + len(rows), None] / np.linalg.norm(rows, axis=1, keepdims=True)
+        out[start : start + len(rows)] = torch.from_numpy(rows)
+    return out
 
 
 def near_duplicates(
@@ -22,17 +30,19 @@ def near_duplicates(
     """Training rows and generated rows that are near-duplicates of a shuffled subset of them.
 
     Returns (training [n, d], generated [n, d], partner [n] int64): generated[j] = training[partner[j]] moved by
-    a relative perturbation eps (||moved - row|| = eps ||row||), so partner[j] is the true nearest row by a wide
-    margin whenever eps << 1 (every other row is tens of units away).
+    a relative perturbation eps (||moved - row|| = eps ||row||, computed in float64 from the stored training
+    values), so partner[j] is the true nearest row by a wide margin whenever eps << 1.
     """
     rng = np.random.default_rng(seed + 1)
-    training = scaled_rows(n, d, seed, torch.float64)
+    training = scaled_rows(n, d, seed, dtype)
     partner = torch.from_numpy(rng.permutation(n))
-    direction = rng.standard_normal((n, d))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    base = training[partner]
-    generated = base + eps * base.norm(dim=1, keepdim=True) * torch.from_numpy(direction)
-    return training.to(dtype), generated.to(dtype), partner
+    generated = torch.empty_like(training)
+    for start in range(0, n, _CHUNK_ROWS):
+        base = training[partner[start : start + _CHUNK_ROWS]].to(torch.float64)
+        direction = torch.from_numpy(rng.standard_normal((len(base), d)))
+        direction /= direction.norm(dim=1, keepdim=True)
+        generated[start : start + len(base)] = base + eps * base.norm(dim=1, keepdim=True) * direction
+    return training, generated, partner
 
 
 def self_set_with_pairs(
@@ -44,13 +54,13 @@ def self_set_with_pairs(
     true nearest *other* row; the "drop the first of k + 1 neighbours" trick loses it about half the time.
     """
     half = n // 2
-    training, generated, partner = near_duplicates(half, d, eps, seed, torch.float64)
+    training, generated, partner = near_duplicates(half, d, eps, seed, dtype)
     rows = torch.cat([training, generated])
     order = torch.from_numpy(np.random.default_rng(seed + 2).permutation(2 * half))
     position = torch.empty_like(order)
     position[order] = torch.arange(2 * half)  # where each original row went
     original_partner = torch.cat([partner.argsort() + half, partner])  # training i <-> generated j
-    return rows[order].to(dtype), position[original_partner[order]]
+    return rows[order], position[original_partner[order]]
 
 
 def exact_sqdist(query: torch.Tensor, reference: torch.Tensor) -> np.ndarray:

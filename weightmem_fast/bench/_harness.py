@@ -29,6 +29,10 @@ import weightmem_fast as wmf
 WARMUP_BELOW_S = 5.0
 # Timed runs stop early once they would take longer than this; at least one always runs.
 CASE_BUDGET_S = 30.0
+# Millisecond calls (GPU kernels, small sizes) repeat until their runs add up to this, up to MAX_RUNS: five
+# samples of a 0.5 ms call are too few for a stable median.
+MIN_TIMED_S = 0.5
+MAX_RUNS = 100
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -64,23 +68,29 @@ def measure(
     """Times ``fn()`` on ``device`` and records its peak extra memory.
 
     The first call is a warm-up unless it takes over ``WARMUP_BELOW_S``, in which case it counts as a timed run.
-    Then calls repeat until ``repeats`` timed runs, or fewer (at least one) when that would exceed ``budget_s``.
+    The first timed run then sets how many follow: ``repeats`` in all, or fewer (at least one) when that would
+    exceed ``budget_s``, or more (up to ``MAX_RUNS``) when ``repeats`` runs would take under ``MIN_TIMED_S``.
     Memory is the peak over all calls, warm-up included, above the usage just before the first.
 
     Args:
         fn: the work, with its inputs already on ``device``.
         device: ``"cpu"`` or ``"cuda"`` (CUDA timings synchronise the device before and after each call).
         repeats: timed runs wanted.
-        budget_s: time the timed runs may take, as estimated from the first call.
+        budget_s: time the timed runs may take, as estimated from the first timed run.
 
     Returns:
         The ``Measurement``; an out-of-memory error is recorded there rather than raised.
     """
     peak = _PeakMemory(device)
     try:
-        first, result = _timed_call(fn, device)
-        runs = [] if first < WARMUP_BELOW_S else [first]
-        wanted = max(1, min(repeats, int(budget_s // max(first, 1e-9))))
+        seconds, result = _timed_call(fn, device)
+        if seconds < WARMUP_BELOW_S:
+            # That was the warm-up. It pays one-off costs (lazy kernel loading, cuBLAS heuristics, first touch of
+            # pages) and can be ten times slower than a timed run, so the run count comes from the next call.
+            result = None
+            seconds, result = _timed_call(fn, device)
+        runs = [seconds]
+        wanted = _timed_runs(seconds, repeats, budget_s)
         while len(runs) < wanted:
             result = None  # release the previous output so it does not count towards the next call's peak
             seconds, result = _timed_call(fn, device)
@@ -92,6 +102,14 @@ def measure(
             torch.cuda.empty_cache()
         return Measurement(math.inf, [], math.inf, True, None)
     return Measurement(statistics.median(runs), runs, peak.stop(), False, result)
+
+
+def _timed_runs(per_run_s: float, repeats: int, budget_s: float) -> int:
+    """How many timed runs in all, given the first one's time."""
+    per_run = max(per_run_s, 1e-9)
+    if per_run * repeats < MIN_TIMED_S:
+        return min(MAX_RUNS, max(repeats, int(MIN_TIMED_S / per_run)))
+    return max(1, min(repeats, int(budget_s / per_run)))
 
 
 def _timed_call(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
@@ -176,7 +194,8 @@ def environment(device: str) -> dict[str, Any]:
     Returns:
         dict with ``build_info`` (``weightmem_fast.build_info()``), ``cuda_available``, ``torch``, ``python``,
         ``device``, ``device_name``, ``threads`` (torch intra-op threads), ``cpu_count``, ``timestamp`` (UTC) and,
-        on CUDA, ``cuda_matmul_fp32_precision`` (whether torch matmuls, hence GEMM baselines, may use TF32).
+        on CUDA, ``cuda_matmul_fp32_precision`` and ``float32_matmul_precision`` (whether torch matmuls, hence
+        GEMM baselines, may use TF32: "none" defers to the second, whose default "highest" means no).
     """
     info: dict[str, Any] = {
         "build_info": wmf.build_info(),
@@ -191,6 +210,7 @@ def environment(device: str) -> dict[str, Any]:
     }
     if device == "cuda":
         info["cuda_matmul_fp32_precision"] = torch.backends.cuda.matmul.fp32_precision
+        info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
     return info
 
 

@@ -27,8 +27,8 @@ METRICS = ("l2", "sqeuclidean", "cosine")
 DISTANCE_OUTPUT = {"sqeuclidean": 0, "l2": 1, "cosine": 2}
 
 # Scratch per call on the CPU: operand copies and one GEMM tile; 5% of the inputs when that is more (the issue
-# allows 10%). GPUs get CUDA_WORKSPACE_BYTES or half the inputs: float64 operand copies want room, and large
-# tiles keep the GPU full.
+# allows 10%). On a GPU the float64 operand copies want room and large tiles keep the GPU full: up to four times
+# the inputs (whole float64 copies of both sets), at least CUDA_WORKSPACE_BYTES, at most half the free memory.
 WORKSPACE_BYTES = 64 << 20
 CUDA_WORKSPACE_BYTES = 2 << 30
 # Columns per float32 GEMM slice. gamma_K for K = 4096 is 2.4e-4: tight enough that a far pair is decided by its
@@ -253,7 +253,8 @@ class GramPlan:
         n, m = self.q.rows.shape[0], self.r.rows.shape[0]
         input_bytes = (n + m) * width * itemsize
         if device_type == "cuda":
-            budget = max(CUDA_WORKSPACE_BYTES, input_bytes // 2)
+            free, _ = torch.cuda.mem_get_info(self.q.rows.device)
+            budget = max(CUDA_WORKSPACE_BYTES, min(free // 2, 4 * input_bytes))
         else:
             budget = max(WORKSPACE_BYTES, input_bytes // 20)
         copy_bytes = width * self.gemm_dtype.itemsize

@@ -32,8 +32,10 @@ def nearest(
     How: per tile, a torch GEMM gives every distance up to a rigorous error bound; each query keeps the rows that
     could still be among its k nearest (lower bound <= the k-th smallest upper bound so far) and those
     candidates are re-ranked with exact float64 direct differences. Memory is O((N + M) k + one tile), never
-    N x M, and the inputs are not copied (except float16/bfloat16, computed as float32, and rows whose elements
-    are not contiguous).
+    N x M. On the CPU the inputs are not copied (except float16/bfloat16, computed as float32, rows whose
+    elements are not contiguous, and tiles of tightly clustered sets, which are centred) and scratch stays
+    within 5% of the inputs beyond 64 MiB. On a GPU the GEMM runs in float64 on converted tiles, which take up to
+    four times the inputs (at least 2 GiB, at most half the free memory).
 
     Args:
         query: [N, D] float16/bfloat16/float32/float64 tensor, CPU or CUDA, any row stride; one model per row.

@@ -1,0 +1,80 @@
+"""Smoke tests of the benchmarks and the command line (STYLE §9): every case runs at --sizes small, so the
+benchmarks cannot rot; the numbers themselves are only read on real runs."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import weightmem_fast as wmf
+from weightmem_fast import cli
+from weightmem_fast.bench import _harness
+from weightmem_fast.bench.__main__ import main as bench_main
+
+
+def test_bench_distances_small_prints_table_targets_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+
+    assert bench_main(["distances", "--sizes", "small", "--out", str(out)]) == 0
+
+    printed = capsys.readouterr().out
+    assert "median s" in printed and "max rel err" in printed
+    for method in ("nearest", "paper_cdist", "cdist_exact"):
+        assert f" {method} " in printed
+    targets = [line for line in printed.splitlines() if line.startswith("target: ")]
+    assert len(targets) == 3
+    assert "paper_cdist/nearest" in targets[0] and "cdist_exact/nearest" in targets[1] and "%" in targets[2]
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["case"], r["sizes"]["d"]) for r in records} == {(c, d) for c in ("cross", "self") for d in (256, 2048)}
+    for record in records:
+        assert record["build_info"] == wmf.build_info()
+        assert record["torch"] == torch.__version__ and record["device_name"] and record["threads"] >= 1
+        expected = {"nearest", "paper_cdist"} | ({"cdist_exact"} if record["case"] == "cross" else set())
+        assert set(record["methods"]) == expected
+        ours = record["methods"]["nearest"]
+        # nearest's contract, so a broken oracle or scoring shows here: rel. error <= 1e-6, every partner found.
+        assert ours["max_rel_err"] <= 1e-6 and ours["index_agreement"] == 1.0
+        assert ours["runs"] >= 1 and ours["seconds"] > 0
+
+
+def test_measure_records_out_of_memory_as_inf(tmp_path):
+    def out_of_memory():
+        raise torch.OutOfMemoryError("out of memory")
+
+    result = _harness.measure(out_of_memory, "cpu")
+
+    assert result.out_of_memory and result.seconds == math.inf and result.extra_peak_bytes == math.inf
+    path = tmp_path / "oom.jsonl"
+    _harness.append_jsonl(path, {"seconds": result.seconds})
+    # Strict JSON has no Infinity: written as a string that float() reads back.
+    assert float(json.loads(path.read_text())["seconds"]) == math.inf
+
+
+def test_measure_does_not_hide_other_errors():
+    def broken():
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        _harness.measure(broken, "cpu")
+
+
+def test_cli_info_prints_build_as_json(capsys):
+    assert cli.main(["info"]) == 0
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["build_info"] == wmf.build_info()
+    assert info["cuda_available"] == wmf.cuda_available()
+    assert info["torch"] == torch.__version__ and info["version"] == wmf.__version__
+
+
+def test_cli_bench_help_lists_the_benchmark_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "distances", "--help"])
+
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    for option in ("--device", "--sizes", "--out", "--large"):
+        assert option in printed
