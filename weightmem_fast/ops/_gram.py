@@ -187,10 +187,17 @@ _CENTRE_SAMPLE = 64
 
 
 def _sample_moments(side: Side) -> tuple[torch.Tensor, float]:
-    """Mean row (float64 [D]) and mean squared norm of up to _CENTRE_SAMPLE evenly spaced rows."""
-    n = side.rows.shape[0]
+    """Mean row (float64 [D]) and mean squared norm of up to _CENTRE_SAMPLE evenly spaced rows.
+
+    Sampled rows are converted to float64 a few at a time: at D = 500,000 the whole sample would be 256 MB.
+    """
+    n, width = side.rows.shape
     pick = torch.linspace(0, n - 1, min(n, _CENTRE_SAMPLE), device=side.rows.device).long()
-    return side.rows[pick].to(torch.float64).mean(dim=0), float(side.sqnorm[pick].mean())
+    step = max(1, (8 << 20) // (8 * width))
+    total = torch.zeros(width, dtype=torch.float64, device=side.rows.device)
+    for start in range(0, len(pick), step):
+        total += side.rows[pick[start : start + step]].to(torch.float64).sum(dim=0)
+    return total / len(pick), float(side.sqnorm[pick].mean())
 
 
 def choose_centre(q: Side, r: Side) -> torch.Tensor | None:
