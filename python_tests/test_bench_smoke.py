@@ -14,6 +14,7 @@ from weightmem_fast.bench import _harness
 from weightmem_fast.bench.__main__ import main as bench_main
 
 
+@pytest.mark.slow  # about 3 s on the 2-core machine
 def test_bench_distances_small_prints_table_targets_and_json(tmp_path, capsys):
     out = tmp_path / "bench.jsonl"
 

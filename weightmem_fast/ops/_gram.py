@@ -43,7 +43,10 @@ _F64_UNIT = 2.0**-53
 
 @dataclass(frozen=True)
 class Side:
-    """One input set, validated: rows in the compute dtype, float64 squared norms and norms, cosine scales."""
+    """One input set: rows in the compute dtype, float64 squared norms and norms, 1/norm for cosine (else None).
+
+    Its values are checked by the InputCheck it was registered with (at once on the CPU, after the work on a GPU).
+    """
 
     rows: torch.Tensor
     sqnorm: torch.Tensor

@@ -10,8 +10,9 @@ from .. import reference as twins
 from ..reference.distances import output_dtype
 from . import _gram
 
-# Candidate list length per query: room for the k answers plus near-ties; past it a query is decided by an exact
-# scan of every reference row (correct, and only reached when that many rows sit inside the error bound).
+# Candidate list length per query beyond 2k: room for the answers plus near-ties. A list that overflows is
+# scanned again from its final tau (float32 GEMMs only), and one that overflows again is re-ranked against every
+# reference row: correct, and only reached when that many rows sit inside the error bound.
 _SLACK_CANDIDATES = 64
 
 
