@@ -11,6 +11,7 @@
 // taken per pair unless operand_rel > 0.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "common/hostdevice.h"
 
@@ -32,6 +33,15 @@ struct RowTerm {
   double sqnorm;
   double norm;
   double scale;
+};
+
+// Per-row float64 terms of one side of a GEMM tile: the operand rows' squared norms and norms, and the
+// optional scales (nullptr for L2).
+struct RowNorms {
+  const double* sqnorm;
+  const double* norm;
+  const double* scale;
+  WMF_HD RowTerm term(int64_t i) const { return {sqnorm[i], norm[i], scale ? scale[i] : 1.0}; }
 };
 
 // Covers the float64 rounding of the bracket arithmetic itself (a few operations, each 2^-53).

@@ -15,15 +15,6 @@
 
 namespace wmf {
 
-// Per-row float64 terms of one side of a GEMM tile: the operand rows' squared norms and norms, and the
-// optional scales (nullptr for L2).
-struct RowNorms {
-  const double* sqnorm;
-  const double* norm;
-  const double* scale;
-  WMF_HD RowTerm term(int64_t i) const { return {sqnorm[i], norm[i], scale ? scale[i] : 1.0}; }
-};
-
 // One side of a GEMM tile: the exact rows it stands for and their norms.
 template <class T>
 struct GramSide {

@@ -1,4 +1,4 @@
-// nearest_scan (issue 3): the candidate step of `nearest`. Consumes one GEMM tile gram [Qb, Rt] (any strides;
+// nearest_scan (issue 3): the candidate step of `nearest`. Consumes one GEMM tile gram [Qb, Rt] (query-major;
 // gram(i, j) = a_i . b_j of the operand rows of query q_index[i] and reference r_offset + j, global indices) and
 // updates the CandidateState of the Qb queries (see candidate_state.h for the invariant). exclude_self skips the
 // pair whose global query and reference indices are equal (by index, never by value). An overflowed query keeps
@@ -8,7 +8,6 @@
 
 #include "common/views.h"
 #include "distances/gram_bounds.h"
-#include "distances/pairwise_from_gram.h"
 #include "neighbors/candidate_state.h"
 
 namespace wmf {
@@ -35,7 +34,7 @@ WMF_HD int64_t compact_candidates(int64_t* index, double* lower, int64_t count, 
 }
 
 // One query row's scan state, loaded from CandidateState, updated pair by pair, stored back. Shared by both
-// backends (a CPU iteration or a CUDA thread owns one row).
+// backends: a CPU loop iteration owns a row, or lane 0 of a CUDA warp.
 struct RowScan {
   double* heap;
   int64_t* cand_index;
