@@ -9,6 +9,7 @@
 #include "distances/gram_bounds.h"
 #include "distances/pairwise_from_gram.h"
 #include "neighbors/candidate_state.h"
+#include "iou/max_iou.h"
 #include "neighbors/nearest_scan.h"
 
 namespace wmf {
@@ -144,6 +145,100 @@ void def_nearest_rerank(py::module_& m, const char* name, Launch launch) {
       py::arg("bound_heap"), py::arg("cand_index"), py::arg("cand_lower"), py::arg("cand_count"),
       py::arg("overflow"), py::arg("out_sqdist"), py::arg("out_index"), py::arg("output"), py::arg("out_value"),
       py::arg("short_rows"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_pack_masks(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& masks, const TensorArg& words, int device, std::uintptr_t stream) {
+        const ConstMat<uint8_t> mv = as_const_mat<uint8_t>(masks, "masks");
+        const Mat<int64_t> wv = as_mat<int64_t>(words, "words");
+        py::gil_scoped_release release;
+        launch(mv, wv, CudaCtx{device, stream});
+      },
+      "Packs bool masks (as bytes) into int64 words.", py::arg("masks"), py::arg("words"), py::arg("device"),
+      py::arg("stream"));
+}
+
+template <class Launch>
+void def_error_masks(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& predictions, const TensorArg& labels, const TensorArg& words, int device,
+               std::uintptr_t stream) {
+        const Mat<int64_t> wv = as_mat<int64_t>(words, "words");
+        auto run = [&](auto tag) {
+          using I = decltype(tag);
+          const ConstMat<I> pv = as_const_mat<I>(predictions, "predictions");
+          const Vec<I> lv = as_vec<I>(labels, "labels");
+          WMF_CHECK(lv.size == pv.cols, "labels must have one entry per sample");
+          py::gil_scoped_release release;
+          launch(pv, static_cast<const I*>(lv.data), wv, CudaCtx{device, stream});
+        };
+        if (dtype_of(predictions) == "int32") {
+          run(int32_t{});
+        } else {
+          run(int64_t{});
+        }
+      },
+      "Packs predictions != labels into int64 words.", py::arg("predictions"), py::arg("labels"), py::arg("words"),
+      py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_mask_counts(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& words, const TensorArg& counts, int device, std::uintptr_t stream) {
+        const ConstMat<int64_t> wv = as_const_mat<int64_t>(words, "words");
+        const Vec<int64_t> cv = as_vec<int64_t>(counts, "counts");
+        py::gil_scoped_release release;
+        launch(wv, cv, CudaCtx{device, stream});
+      },
+      "Set bits per packed row.", py::arg("words"), py::arg("counts"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_iou_matrix(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& a, const TensorArg& count_a, const TensorArg& b, const TensorArg& count_b,
+               const TensorArg& out, int device, std::uintptr_t stream) {
+        const ConstMat<int64_t> av = as_const_mat<int64_t>(a, "a");
+        const ConstMat<int64_t> bv = as_const_mat<int64_t>(b, "b");
+        const int64_t* ca = as_ptr<int64_t>(count_a, "count_a");
+        const int64_t* cb = as_ptr<int64_t>(count_b, "count_b");
+        const Mat<float> ov = as_mat<float>(out, "out");
+        py::gil_scoped_release release;
+        launch(av, ca, bv, cb, ov, CudaCtx{device, stream});
+      },
+      "IoU of every pair of packed rows.", py::arg("a"), py::arg("count_a"), py::arg("b"), py::arg("count_b"),
+      py::arg("out"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_max_iou(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& query, const TensorArg& count_q, const TensorArg& reference,
+               const TensorArg& count_r, bool exclude_self, const TensorArg& top_inter, const TensorArg& top_union,
+               const TensorArg& out_values, const TensorArg& out_index, int device, std::uintptr_t stream) {
+        const ConstMat<int64_t> qv = as_const_mat<int64_t>(query, "query");
+        const ConstMat<int64_t> rv = as_const_mat<int64_t>(reference, "reference");
+        const IouTopK top{as_mat<int64_t>(top_inter, "top_inter"), as_mat<int64_t>(top_union, "top_union"),
+                          as_mat<float>(out_values, "out_values"), as_mat<int64_t>(out_index, "out_index")};
+        WMF_CHECK(top.out_index.rows == qv.rows && top.out_values.rows == qv.rows && top.top_inter.rows == qv.rows &&
+                      top.top_union.rows == qv.rows,
+                  "top-k buffers need one row per query");
+        const int64_t* cq = as_ptr<int64_t>(count_q, "count_q");
+        const int64_t* cr = as_ptr<int64_t>(count_r, "count_r");
+        py::gil_scoped_release release;
+        launch(qv, cq, rv, cr, exclude_self, top, CudaCtx{device, stream});
+      },
+      "Top-k IoU of every packed query row against the reference rows.", py::arg("query"), py::arg("count_q"),
+      py::arg("reference"), py::arg("count_r"), py::arg("exclude_self"), py::arg("top_inter"),
+      py::arg("top_union"), py::arg("out_values"), py::arg("out_index"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

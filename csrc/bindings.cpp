@@ -8,6 +8,9 @@
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
+#include "iou/iou_matrix.h"
+#include "iou/max_iou.h"
+#include "iou/pack_masks.h"
 #include "neighbors/nearest_rerank.h"
 #include "neighbors/nearest_scan.h"
 
@@ -36,6 +39,15 @@ PYBIND11_MODULE(_C, m) {
   def_nearest_rerank(m, "nearest_rerank_cpu",
                      [](auto q, auto qs, auto r, auto rs, const int64_t* qi, bool ex, auto s, auto od, auto oi, auto out,
                         auto ov, int* sr, CudaCtx) { nearest_rerank_cpu(q, qs, r, rs, qi, ex, s, od, oi, out, ov, sr); });
+
+  def_pack_masks(m, "pack_masks_cpu", [](auto mv, auto wv, CudaCtx) { pack_masks_cpu(mv, wv); });
+  def_error_masks(m, "error_masks_cpu", [](auto pv, auto lv, auto wv, CudaCtx) { error_masks_cpu(pv, lv, wv); });
+  def_mask_counts(m, "mask_counts_cpu", [](auto wv, auto cv, CudaCtx) { mask_counts_cpu(wv, cv); });
+  def_iou_matrix(m, "iou_matrix_cpu",
+                 [](auto a, auto ca, auto b, auto cb, auto out, CudaCtx) { iou_matrix_cpu(a, ca, b, cb, out); });
+  def_max_iou(m, "max_iou_cpu", [](auto q, auto cq, auto r, auto cr, bool ex, auto top, CudaCtx) {
+    max_iou_cpu(q, cq, r, cr, ex, top);
+  });
 
   py::dict info;
   info["version"] = WMF_VERSION;

@@ -8,6 +8,9 @@
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
+#include "iou/iou_matrix.h"
+#include "iou/max_iou.h"
+#include "iou/pack_masks.h"
 #include "neighbors/nearest_rerank.h"
 #include "neighbors/nearest_scan.h"
 
@@ -35,6 +38,15 @@ void register_cuda(py::module_& m, py::dict& info) {
                         auto ov, int* sr, CudaCtx ctx) {
                        nearest_rerank_cuda(q, qs, r, rs, qi, ex, s, od, oi, out, ov, sr, ctx);
                      });
+
+  def_pack_masks(m, "pack_masks_cuda", [](auto mv, auto wv, CudaCtx ctx) { pack_masks_cuda(mv, wv, ctx); });
+  def_error_masks(m, "error_masks_cuda", [](auto pv, auto lv, auto wv, CudaCtx ctx) { error_masks_cuda(pv, lv, wv, ctx); });
+  def_mask_counts(m, "mask_counts_cuda", [](auto wv, auto cv, CudaCtx ctx) { mask_counts_cuda(wv, cv, ctx); });
+  def_iou_matrix(m, "iou_matrix_cuda",
+                 [](auto a, auto ca, auto b, auto cb, auto out, CudaCtx ctx) { iou_matrix_cuda(a, ca, b, cb, out, ctx); });
+  def_max_iou(m, "max_iou_cuda", [](auto q, auto cq, auto r, auto cr, bool ex, auto top, CudaCtx ctx) {
+    max_iou_cuda(q, cq, r, cr, ex, top, ctx);
+  });
 
   // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
   m.def(

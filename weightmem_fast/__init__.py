@@ -1,10 +1,12 @@
 """weightmem_fast: exact, fast audits of weight generators for memorisation.
 
-Public API (issue 3): ``nearest``, ``pairwise_distance``, ``build_info``, ``cuda_available``. Pure-PyTorch twins
-of every op live in ``weightmem_fast.reference``.
+Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpack_masks``, ``error_masks``,
+``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``build_info``, ``cuda_available``. Pure-PyTorch twins of
+every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
-from .ops import nearest, pairwise_distance
+from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
+from .packed_masks import PackedMasks
 
 
 def build_info() -> dict:
@@ -30,4 +32,16 @@ def cuda_available() -> bool:
     return _ext.cuda_device_count()[0] > 0
 
 
-__all__ = ["__version__", "build_info", "cuda_available", "nearest", "pairwise_distance"]
+__all__ = [
+    "PackedMasks",
+    "__version__",
+    "build_info",
+    "cuda_available",
+    "error_masks",
+    "iou_matrix",
+    "max_iou",
+    "nearest",
+    "pack_masks",
+    "pairwise_distance",
+    "unpack_masks",
+]

@@ -88,3 +88,36 @@ def nonzero_rows(name: str, sqnorms: torch.Tensor) -> None:
             f"metric='cosine' is undefined for all-zero rows; {name} has {rows.numel()} such row(s), "
             f"first at row {int(rows[0])}"
         )
+
+
+def bool_masks(name: str, x: object) -> torch.Tensor:
+    """A non-empty 2-D bool tensor [N, S]."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor [N, S] or PackedMasks; got {type(x).__name__}")
+    if x.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor [N, S]; got {x.dtype}; build it with a comparison, e.g. preds != labels")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D bool tensor [N, S] (one mask per row); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty [N >= 1, S >= 1]; got shape {tuple(x.shape)}")
+    return x
+
+
+def integer_matrix(name: str, x: object, dims: int) -> torch.Tensor:
+    """A non-empty integer tensor with ``dims`` dimensions (predictions [N, S], labels [S])."""
+    shape = "[N, S]" if dims == 2 else "[S]"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be an integer torch.Tensor {shape}; got {type(x).__name__}")
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor {shape} (class indices); got {x.dtype}")
+    if x.dim() != dims:
+        raise ValueError(f"{name} must be a {dims}-D tensor {shape}; got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must be non-empty; got shape {tuple(x.shape)}")
+    return x
+
+
+def same_device(name: str, x: torch.Tensor | object, other_name: str, other: torch.Tensor | object) -> None:
+    dx, do = getattr(x, "device"), getattr(other, "device")
+    if dx != do:
+        raise ValueError(f"{name} and {other_name} must be on the same device; got {dx} and {do}")

@@ -7,3 +7,4 @@
 #else
 #define WMF_CPU_CLONES
 #endif
+
