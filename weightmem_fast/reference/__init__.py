@@ -5,6 +5,17 @@ obviously right rather than fast: float64, direct differences, explicit tie rule
 works as the fallback at real sizes.
 """
 from .distances import pairwise_distance
+from .iou import error_masks, iou_matrix, max_iou, pack_masks, paper_max_similarity, unpack_masks
 from .neighbors import nearest, paper_min_distance
 
-__all__ = ["nearest", "pairwise_distance", "paper_min_distance"]
+__all__ = [
+    "error_masks",
+    "iou_matrix",
+    "max_iou",
+    "nearest",
+    "pack_masks",
+    "pairwise_distance",
+    "paper_max_similarity",
+    "paper_min_distance",
+    "unpack_masks",
+]
