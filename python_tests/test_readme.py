@@ -8,6 +8,7 @@ import re
 import pytest
 
 import weightmem_fast.ops.distances
+import weightmem_fast.ops.iou
 import weightmem_fast.ops.neighbors
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
@@ -31,7 +32,9 @@ def test_readme_example_runs(index):
     exec(compile(block, f"README.md[python block {index}]", "exec"), {})
 
 
-@pytest.mark.parametrize("module", [weightmem_fast.ops.neighbors, weightmem_fast.ops.distances])
+@pytest.mark.parametrize(
+    "module", [weightmem_fast.ops.neighbors, weightmem_fast.ops.distances, weightmem_fast.ops.iou]
+)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, raise_on_error=False, verbose=False)
     assert result.attempted > 0 and result.failed == 0
