@@ -65,3 +65,89 @@ def test_bad_values_are_reported_on_every_device(op, device):
     bad = INF.to(device)
     with pytest.raises(ValueError, match="contains NaN or Inf .* first at row 1"):
         op(bad, bad)
+
+
+# Masks for the issue 4 ops: N = 4 queries and M = 5 references of S = 64 samples (S = 63 fits the same single
+# word, so only n_bits tells it apart).
+Q = torch.zeros(4, 64, dtype=torch.bool)
+R = torch.ones(5, 64, dtype=torch.bool)
+R65 = torch.ones(5, 65, dtype=torch.bool)
+PACKED63 = wmf.PackedMasks(torch.zeros(5, 1, dtype=torch.int64), 63)
+NO_MASKS = wmf.PackedMasks(torch.zeros(0, 1, dtype=torch.int64), 64)
+PRED = torch.zeros(3, 10, dtype=torch.int64)
+LABELS = torch.zeros(10, dtype=torch.int64)
+
+MASK_CASES = [
+    # (op, args, kwargs, exception, message fragment)
+    (wmf.pack_masks, ([[True]],), {}, TypeError, "masks must be a bool torch.Tensor"),
+    (wmf.pack_masks, (Q.long(),), {}, TypeError, "masks must be a bool tensor.*got torch.int64"),
+    (wmf.pack_masks, (Q.to(torch.uint8),), {}, TypeError, "masks must be a bool tensor.*got torch.uint8"),
+    (wmf.pack_masks, (Q.float(),), {}, TypeError, "masks must be a bool tensor.*got torch.float32"),
+    (wmf.pack_masks, (Q[0],), {}, ValueError, r"masks must be a 2-D .*got shape \(64,\)"),
+    (wmf.pack_masks, (Q[None],), {}, ValueError, r"masks must be a 2-D .*got shape \(1, 4, 64\)"),
+    (wmf.pack_masks, (Q[:0],), {}, ValueError, "masks must be non-empty"),
+    (wmf.pack_masks, (Q[:, :0],), {}, ValueError, "masks must be non-empty"),
+    (wmf.pack_masks, (Q,), {"backend": "gpu"}, ValueError, "backend must be one of"),
+    (wmf.pack_masks, (Q,), {"backend": "cuda"}, ValueError, "backend='cuda' needs CUDA tensors"),
+    (wmf.unpack_masks, (Q,), {}, TypeError, "packed must be PackedMasks; got Tensor"),
+    (wmf.iou_matrix, ("a",), {}, TypeError, "a must be a bool torch.Tensor .*or PackedMasks; got str"),
+    (wmf.iou_matrix, (Q.long(),), {}, TypeError, "a must be a bool tensor.*got torch.int64"),
+    (wmf.iou_matrix, (Q, R.float()), {}, TypeError, "b must be a bool tensor.*got torch.float32"),
+    (wmf.iou_matrix, (Q[0],), {}, ValueError, r"a must be a 2-D .*got shape \(64,\)"),
+    (wmf.iou_matrix, (Q, R65), {}, ValueError, "a and b must cover the same samples; got S = 64 and S = 65"),
+    (wmf.iou_matrix, (Q, PACKED63), {}, ValueError, "a and b must cover the same samples; got S = 64 and S = 63"),
+    (wmf.iou_matrix, (Q[:0], R), {}, ValueError, "a must be non-empty"),
+    (wmf.iou_matrix, (Q, NO_MASKS), {}, ValueError, "b must hold at least one mask; got 0"),
+    (wmf.iou_matrix, (Q, R.to("meta")), {}, ValueError, "b and a must be on the same device; got meta and cpu"),
+    (wmf.iou_matrix, (Q,), {"backend": "gpu"}, ValueError, "backend must be one of"),
+    (wmf.max_iou, (Q.long(), R), {}, TypeError, "query must be a bool tensor.*got torch.int64"),
+    (wmf.max_iou, (Q, None), {}, TypeError, "reference must be a bool torch.Tensor .*or PackedMasks; got NoneType"),
+    (wmf.max_iou, (Q, R[None]), {}, ValueError, "reference must be a 2-D"),
+    (wmf.max_iou, (Q, R65), {}, ValueError, "query and reference must cover the same samples; got S = 64 and S = 65"),
+    (wmf.max_iou, (Q, PACKED63), {}, ValueError, "got S = 64 and S = 63"),
+    (wmf.max_iou, (Q[:0], R), {}, ValueError, "query must be non-empty"),
+    (wmf.max_iou, (Q, NO_MASKS), {}, ValueError, "reference must hold at least one mask; got 0"),
+    (wmf.max_iou, (Q, R), {"k": 0}, ValueError, "k must be between 1 and 5; got 0"),
+    (wmf.max_iou, (Q, R), {"k": 6}, ValueError, "k must be between 1 and 5; got 6"),
+    (wmf.max_iou, (R, R), {"k": 5, "exclude_self": True}, ValueError, "k must be between 1 and 4 .*; got 5"),
+    (wmf.max_iou, (Q, R), {"k": 1.0}, TypeError, "k must be an int; got float"),
+    (wmf.max_iou, (Q, R), {"exclude_self": True}, ValueError, "same number of rows; got 4 and 5"),
+    (wmf.max_iou, (Q, R), {"exclude_self": 1}, TypeError, "exclude_self must be a bool"),
+    (wmf.max_iou, (Q, R.to("meta")), {}, ValueError, "reference and query must be on the same device; got meta"),
+    (wmf.max_iou, (Q, R), {"backend": "gpu"}, ValueError, "backend must be one of"),
+    (wmf.max_iou, (Q, R), {"backend": "cuda"}, ValueError, "backend='cuda' needs CUDA tensors"),
+    (wmf.error_masks, ("p", LABELS), {}, TypeError, "predictions must be an integer torch.Tensor"),
+    (wmf.error_masks, (PRED.float(), LABELS), {}, TypeError, "predictions must be an integer tensor.*torch.float32"),
+    (wmf.error_masks, (Q, LABELS), {}, TypeError, "predictions must be an integer tensor.*torch.bool"),
+    (wmf.error_masks, (PRED, LABELS.float()), {}, TypeError, "labels must be an integer tensor.*torch.float32"),
+    (wmf.error_masks, (LABELS, LABELS), {}, ValueError, r"predictions must be a 2-D tensor .*got shape \(10,\)"),
+    (wmf.error_masks, (PRED, LABELS[None]), {}, ValueError, r"labels must be a 1-D tensor .*got shape \(1, 10\)"),
+    (wmf.error_masks, (PRED, LABELS[:9]), {}, ValueError, "labels must have one entry per sample.*labels has 9"),
+    (wmf.error_masks, (PRED[:0], LABELS), {}, ValueError, "predictions must be non-empty"),
+    (wmf.error_masks, (PRED[:, :0], LABELS[:0]), {}, ValueError, "predictions must be non-empty"),
+    (wmf.error_masks, (PRED, LABELS.to("meta")), {}, ValueError, "predictions and labels must be on the same device"),
+    (wmf.error_masks, (PRED, LABELS), {"backend": "gpu"}, ValueError, "backend must be one of"),
+    (wmf.PackedMasks, (Q.int(), 64), {}, TypeError, "PackedMasks.words must be a 2-D int64 tensor"),
+    (wmf.PackedMasks, (torch.zeros(4, 1, dtype=torch.int64), 0), {}, ValueError, "n_bits must be a positive int"),
+    (wmf.PackedMasks, (torch.zeros(4, 2, dtype=torch.int64), 64), {}, ValueError, "2 words per row; 64 bits need 1"),
+]
+
+
+@pytest.mark.parametrize("op,args,kwargs,exc,fragment", MASK_CASES)
+def test_bad_masks_are_rejected_with_a_clear_message(op, args, kwargs, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        op(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "op,args",
+    [
+        (wmf.pack_masks, (Q.long(),)),
+        (wmf.iou_matrix, (Q, R65)),
+        (wmf.max_iou, (Q, R65)),
+        (wmf.error_masks, (Q, LABELS)),
+    ],
+)
+def test_mask_ops_validate_on_the_torch_backend_too(op, args):
+    with pytest.raises((TypeError, ValueError)):
+        op(*args, backend="torch")

@@ -90,10 +90,11 @@ def nonzero_rows(name: str, sqnorms: torch.Tensor) -> None:
         )
 
 
-def bool_masks(name: str, x: object) -> torch.Tensor:
-    """A non-empty 2-D bool tensor [N, S]."""
+def bool_masks(name: str, x: object, *, packed_ok: bool = False) -> torch.Tensor:
+    """A non-empty 2-D bool tensor [N, S]; ``packed_ok`` says in the error that PackedMasks are accepted too."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a bool torch.Tensor [N, S] or PackedMasks; got {type(x).__name__}")
+        alternative = " or PackedMasks" if packed_ok else ""
+        raise TypeError(f"{name} must be a bool torch.Tensor [N, S]{alternative}; got {type(x).__name__}")
     if x.dtype != torch.bool:
         raise TypeError(f"{name} must be a bool tensor [N, S]; got {x.dtype}; build it with a comparison, e.g. preds != labels")
     if x.dim() != 2:

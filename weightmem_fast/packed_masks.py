@@ -2,7 +2,7 @@
 
 Layout: ``words`` is an int64 tensor [N, W] with W = ceil(n_bits / 64); bit ``t % 64`` of word ``t // 64`` is
 sample ``t`` (int64 holds the 64 bits; torch's uint64 support is thin). Padding bits past ``n_bits`` are always
-0, so popcounts never need a mask.
+0, so popcounts never need a mask; the ops check this for PackedMasks given to them.
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def pack_masks(masks: torch.Tensor, *, backend: str = "auto") -> PackedMasks:
 
 
 def unpack_masks(packed: PackedMasks) -> torch.Tensor:
-    """The bool masks [N, S] that ``pack_masks`` packed (a pure-torch inverse; not a hot path)."""
+    """The bool masks [N, S] that ``pack_masks`` packed: a pure-torch inverse (not a hot path, so no kernel and
+    no ``backend`` argument)."""
     if not isinstance(packed, PackedMasks):
         raise TypeError(f"packed must be PackedMasks; got {type(packed).__name__}")
     return twins.unpack_masks(packed)
@@ -93,9 +94,20 @@ def _packed(name: str, masks: MaskInput, impl: str, backend: str) -> PackedMasks
     if isinstance(masks, PackedMasks):
         if len(masks) == 0:
             raise ValueError(f"{name} must hold at least one mask; got 0")
+        _check_padding(name, masks)
         return masks
-    _check.bool_masks(name, masks)
+    _check.bool_masks(name, masks, packed_ok=True)
     return pack_masks(masks, backend="torch" if impl == "torch" else backend)
+
+
+def _check_padding(name: str, masks: PackedMasks) -> None:
+    """The kernels count every bit of the last word, so bits past n_bits must be 0 (pack functions ensure it)."""
+    spare = masks.n_bits % 64
+    if spare and bool(((masks.words[:, -1] >> spare) != 0).any()):  # arithmetic shift: bit 63 counts too
+        raise ValueError(
+            f"{name} has bits set past n_bits = {masks.n_bits} in its last word; PackedMasks padding bits must be 0 "
+            "(build them with pack_masks or error_masks)"
+        )
 
 
 def _pair(
@@ -182,6 +194,8 @@ def max_iou(
         TypeError: masks that are neither bool tensors nor PackedMasks; non-int k.
         ValueError: different S or devices, empty sets, k out of range, exclude_self with different sizes.
     """
+    if reference is None:  # _pair reads None as "compare with itself"; max_iou needs the set spelled out
+        raise TypeError("reference must be a bool torch.Tensor [M, S] or PackedMasks; got NoneType")
     impl, pq, pr = _pair(("query", "reference"), query, reference, "max_iou", backend)
     if not isinstance(exclude_self, bool):
         raise TypeError(f"exclude_self must be a bool; got {type(exclude_self).__name__}")
