@@ -79,3 +79,32 @@ def test_cli_bench_help_lists_the_benchmark_options(capsys):
     printed = capsys.readouterr().out
     for option in ("--device", "--sizes", "--out", "--large"):
         assert option in printed
+
+
+@pytest.mark.slow  # about 4 s on the 2-core machine
+def test_bench_similarity_small_prints_table_targets_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+
+    assert bench_main(["similarity", "--sizes", "small", "--out", str(out)]) == 0
+
+    printed = capsys.readouterr().out
+    assert "median s" in printed and "x packed" in printed and "agrees" in printed
+    for method in ("max_iou", "max_iou_packed", "paper", "float_gemm"):
+        assert f" {method} " in printed
+    targets = [line for line in printed.splitlines() if line.startswith("target: ")]
+    assert len(targets) == 3
+    assert "paper/max_iou" in targets[0] and "faiss_hammings/max_iou" in targets[1] and "packed" in targets[2]
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    cases = [(r["case"], r["sizes"]["n"], r["sizes"]["s"]) for r in records]
+    assert cases == [("full", 100, 1000), ("full", 100, 3000)]
+    for record in records:
+        assert record["op"] == "similarity" and record["build_info"] == wmf.build_info()
+        assert record["torch"] == torch.__version__ and record["device_name"] and record["threads"] >= 1
+        assert {"max_iou", "max_iou_packed", "paper", "float_gemm"} <= set(record["methods"])
+        # Every method finds the same max IoUs and argmaxes on this data (paper: atol 1e-6), so a broken
+        # method or comparison shows here.
+        for name, scores in record["methods"].items():
+            assert scores["agrees"], name
+            assert scores["runs"] >= 1 and scores["seconds"] > 0
+        assert record["ratios"]["paper/max_iou"] > 0

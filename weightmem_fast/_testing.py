@@ -82,3 +82,38 @@ def relative_error(values: torch.Tensor, exact: np.ndarray | torch.Tensor) -> np
         err = np.abs(v - e) / np.abs(e)
     err[(v == e)] = 0
     return err.astype(np.float64)
+
+
+def error_zoo(
+    n: int, s: int, seed: int = 0, flip: float = 0.01, copies: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Error sets of a model zoo: training models and generated models that copy them (issue 4's benchmark data).
+
+    Training model i has an error rate r_i ~ uniform(0.05, 0.3). Errors are correlated across models as in a real
+    zoo: each sample has a hardness h_t ~ uniform(0, 1), and on a random half of the samples model i errs where
+    h_t < r_i (hard samples fail for many models), on the other half independently with probability r_i. A
+    ``copies`` fraction of the training rows are exact duplicates of other training rows (ties between
+    references). Generated row j is the training row ``perm[j]`` with each bit flipped with probability ``flip``,
+    except a ``copies`` fraction that are exact copies (IoU 1): max IoUs are high, as for a memorising generator.
+
+    Returns:
+        (training [n, s] bool, generated [n, s] bool), CPU.
+    """
+    rng = np.random.default_rng(seed)
+    rates = rng.uniform(0.05, 0.3, n)
+    hardness = rng.random(s)
+    training = torch.empty(n, s, dtype=torch.bool)
+    for start in range(0, n, _CHUNK_ROWS):
+        rate = rates[start : start + _CHUNK_ROWS, None]
+        shared = rng.random((len(rate), s)) < 0.5
+        own = rng.random((len(rate), s)) < rate
+        training[start : start + len(rate)] = torch.from_numpy(np.where(shared, hardness < rate, own))
+    n_copies = int(copies * n)
+    duplicated = torch.from_numpy(rng.choice(n, size=2 * n_copies, replace=False))
+    training[duplicated[n_copies:]] = training[duplicated[:n_copies]]
+    generated = training[torch.from_numpy(rng.permutation(n))]
+    flipped = rng.permutation(n)[n_copies:]  # the rest stay exact copies
+    for start in range(0, len(flipped), _CHUNK_ROWS):
+        rows = torch.from_numpy(flipped[start : start + _CHUNK_ROWS])
+        generated[rows] ^= torch.from_numpy(rng.random((len(rows), s)) < flip)
+    return training, generated

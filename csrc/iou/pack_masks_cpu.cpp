@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include "common/check.h"
 #include "iou/bitmask.h"
 #include "iou/pack_masks.h"
@@ -21,9 +23,32 @@ void pack_rows(int64_t rows, int64_t n_bits, Mat<int64_t> words, Predicate is_se
 
 }  // namespace
 
+// Eight 0/1 bytes to eight bits, byte j to bit j: the multiply moves byte j's bit to bit 56 + j and, since no two
+// partial products share a bit, nothing carries into the top byte.
+inline uint64_t pack_eight_bytes(const uint8_t* bytes) {
+  uint64_t chunk;
+  std::memcpy(&chunk, bytes, sizeof(chunk));
+  return (chunk * 0x0102040810204080ULL) >> 56;
+}
+
 void pack_masks_cpu(ConstMat<uint8_t> masks, Mat<int64_t> words) {
   WMF_CHECK(masks.col_stride == 1, "masks must have unit column stride");
-  pack_rows(masks.rows, masks.cols, words, [&](int64_t i, int64_t t) { return masks(i, t) != 0; });
+  WMF_CHECK(words.rows == masks.rows && words.cols == (masks.cols + 63) / 64 && words.col_stride == 1,
+            "words must be [N, ceil(S / 64)] row-major");
+  const int64_t full_words = masks.cols / 64;
+#if defined(WMF_WITH_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t i = 0; i < masks.rows; ++i) {
+    const uint8_t* row = masks.row(i);
+    for (int64_t w = 0; w < full_words; ++w) {  // torch bools are bytes 0 or 1, as the trick needs
+      uint64_t word = 0;
+      for (int b = 0; b < 8; ++b) word |= pack_eight_bytes(row + w * 64 + b * 8) << (8 * b);
+      words(i, w) = static_cast<int64_t>(word);
+    }
+    if (full_words < words.cols)
+      words(i, full_words) = static_cast<int64_t>(pack_word(full_words, masks.cols, [&](int64_t t) { return row[t] != 0; }));
+  }
 }
 
 template <class I>

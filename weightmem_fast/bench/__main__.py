@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import weightmem_fast as wmf
 
-from . import distances
+from . import distances, similarity
 
 
 class BenchOp(NamedTuple):
@@ -25,6 +25,7 @@ class BenchOp(NamedTuple):
 # Adding a benchmark: a module with SUMMARY, add_arguments(parser) and run(args) -> int, registered here.
 OPS: dict[str, BenchOp] = {
     "distances": BenchOp(distances.SUMMARY, distances.add_arguments, distances.run),
+    "similarity": BenchOp(similarity.SUMMARY, similarity.add_arguments, similarity.run),
 }
 
 
