@@ -1,10 +1,10 @@
-// One warp per query row. The warp takes 32 reference rows at a time (lane l scores row j0 + l, reading its words
-// sequentially; the query row is re-read by every lane from L1). Lanes whose IoU beats the current K-th best
-// are then inserted one by one in lane order, i.e. increasing index, by lane 0, which owns the row's top-K in
-// global memory; the K-th best is broadcast back. Ties therefore keep the lowest index, as on the CPU.
+// Tiled like iou_matrix_cuda: a 16 x 16 block owns 16 query rows and walks the reference rows 16 at a time. For
+// each 16 x 16 tile, word chunks of both sides are staged in shared memory and each thread counts |q & r| for
+// its pair; then thread 0 of each query row inserts the tile's candidates that beat the row's K-th best, in
+// increasing reference index (so ties keep the lowest index, as on the CPU), into the row's top-K in global
+// memory, and publishes the new K-th best in shared memory.
 #include "common/check.h"
 #include "common/cuda_check.cuh"
-#include "common/warp.cuh"
 #include "iou/bitmask.h"
 #include "iou/max_iou.h"
 
@@ -12,45 +12,64 @@ namespace wmf {
 
 namespace {
 
-constexpr int kThreads = 128;
-constexpr unsigned kFullMask = 0xffffffffu;
+constexpr int kTile = 16;
 
 __global__ void max_iou_kernel(ConstMat<int64_t> query, const int64_t* count_q, ConstMat<int64_t> reference,
                                const int64_t* count_r, bool exclude_self, IouTopK top) {
-  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int lane = threadIdx.x % kWarp;
-  if (i >= query.rows) return;  // whole warps exit together
+  __shared__ uint64_t q_tile[kTile][kTile + 1];
+  __shared__ uint64_t r_tile[kTile][kTile + 1];
+  __shared__ int64_t cand_inter[kTile][kTile];
+  __shared__ int64_t cand_uni[kTile][kTile];
+  __shared__ bool cand_ok[kTile][kTile];
+  __shared__ int64_t kth_inter[kTile];
+  __shared__ int64_t kth_uni[kTile];
+  __shared__ int64_t filled[kTile];
+  const int ty = threadIdx.y, tx = threadIdx.x;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kTile + ty;  // this thread's query row
   const int64_t k = top.out_index.cols;
-  int64_t* inter = &top.top_inter(i, 0);
-  int64_t* uni = &top.top_union(i, 0);
-  int64_t* index = &top.out_index(i, 0);
-  int64_t filled = 0;  // identical in every lane: broadcast after each insertion
-  IouCount kth{0, 0};  // the K-th best so far, meaningful once filled == k
-  const int64_t* q = query.row(i);
-  for (int64_t j0 = 0; j0 < reference.rows; j0 += kWarp) {
-    const int64_t j = j0 + lane;
+  if (tx == 0) filled[ty] = 0;
+  __syncthreads();
+  for (int64_t r0 = 0; r0 < reference.rows; r0 += kTile) {
+    const int64_t j = r0 + tx;             // this thread's reference row
+    const int64_t r_load = r0 + ty;        // the reference row this thread stages
+    int64_t inter = 0;
+    for (int64_t w0 = 0; w0 < query.cols; w0 += kTile) {
+      const int64_t w = w0 + tx;
+      q_tile[ty][tx] = (i < query.rows && w < query.cols) ? static_cast<uint64_t>(query(i, w)) : 0;
+      r_tile[ty][tx] = (r_load < reference.rows && w < reference.cols) ? static_cast<uint64_t>(reference(r_load, w)) : 0;
+      __syncthreads();
+#pragma unroll
+      for (int t = 0; t < kTile; ++t) inter += popcount64(q_tile[ty][t] & r_tile[tx][t]);
+      __syncthreads();
+    }
+    bool ok = i < query.rows && j < reference.rows && !(exclude_self && i == j);
     IouCount c{0, 0};
-    bool better = false;
-    if (j < reference.rows && !(exclude_self && j == i)) {
-      const int64_t* r = reference.row(j);
-      int64_t n = 0;
-      for (int64_t w = 0; w < query.cols; ++w) n += popcount64(static_cast<uint64_t>(q[w]) & static_cast<uint64_t>(r[w]));
-      c = iou_count(n, count_q[i], count_r[j]);
-      better = filled < k || iou_greater(c, kth);
+    if (ok) {
+      c = iou_count(inter, count_q[i], count_r[j]);
+      ok = filled[ty] < k || iou_greater(c, IouCount{kth_inter[ty], kth_uni[ty]});
     }
-    unsigned pending = __ballot_sync(kFullMask, better);
-    while (pending != 0) {
-      const int src = __ffs(pending) - 1;
-      const IouCount cand{__shfl_sync(kFullMask, c.inter, src), __shfl_sync(kFullMask, c.uni, src)};
-      if (lane == 0) filled = topk_insert_iou(inter, uni, index, filled, k, cand, j0 + src);
-      filled = __shfl_sync(kFullMask, filled, 0);
-      if (lane == 0 && filled == k) kth = IouCount{inter[k - 1], uni[k - 1]};
-      kth = IouCount{__shfl_sync(kFullMask, kth.inter, 0), __shfl_sync(kFullMask, kth.uni, 0)};
-      pending &= pending - 1;
+    cand_inter[ty][tx] = c.inter;
+    cand_uni[ty][tx] = c.uni;
+    cand_ok[ty][tx] = ok;
+    __syncthreads();
+    if (tx == 0 && i < query.rows) {
+      int64_t* ti = &top.top_inter(i, 0);
+      int64_t* tu = &top.top_union(i, 0);
+      int64_t* idx = &top.out_index(i, 0);
+      int64_t n = filled[ty];
+      for (int t = 0; t < kTile; ++t)
+        if (cand_ok[ty][t]) n = topk_insert_iou(ti, tu, idx, n, k, IouCount{cand_inter[ty][t], cand_uni[ty][t]}, r0 + t);
+      filled[ty] = n;
+      if (n == k) {
+        kth_inter[ty] = ti[k - 1];
+        kth_uni[ty] = tu[k - 1];
+      }
     }
+    __syncthreads();
   }
-  if (lane == 0)
-    for (int64_t c = 0; c < filled; ++c) top.out_values(i, c) = iou_value(IouCount{inter[c], uni[c]});
+  if (tx == 0 && i < query.rows)
+    for (int64_t c = 0; c < filled[ty]; ++c)
+      top.out_values(i, c) = iou_value(IouCount{top.top_inter(i, c), top.top_union(i, c)});
 }
 
 }  // namespace
@@ -61,8 +80,9 @@ void max_iou_cuda(ConstMat<int64_t> query, const int64_t* count_q, ConstMat<int6
   WMF_CHECK(top.out_index.cols >= 1, "k must be >= 1");
   if (query.rows == 0) return;
   DeviceGuard guard(ctx.device);
-  max_iou_kernel<<<blocks_for(query.rows * kWarp, kThreads), kThreads, 0, stream_of(ctx)>>>(
-      query, count_q, reference, count_r, exclude_self, top);
+  const dim3 threads(kTile, kTile);
+  max_iou_kernel<<<blocks_for(query.rows, kTile), threads, 0, stream_of(ctx)>>>(query, count_q, reference, count_r,
+                                                                                 exclude_self, top);
   WMF_CUDA_CHECK_LAUNCH();
 }
 
