@@ -247,6 +247,41 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
+def format_value(value: float | None, spec: str) -> str:
+    """A table cell: "-" when absent, "OOM" for out of memory (inf), "n/a" when not measurable here (NaN)."""
+    if value is None:
+        return "-"
+    if value == float("inf"):
+        return "OOM"
+    if value != value:
+        return "n/a"
+    return spec.format(value)
+
+
+def run_cases(op: str, args: Any, env: dict[str, Any], todo: Sequence[Any],
+              run_case: Callable[[Any, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs each case on ``args.device``; every record carries ``env`` and goes to ``args.out`` as it finishes."""
+    records = []
+    for case in todo:
+        record = {"op": op, "size_preset": args.sizes, **env, **run_case(case, args.device)}
+        records.append(record)
+        if args.out:
+            append_jsonl(args.out, record)
+    return records
+
+
+def print_report(op: str, device: str, env: dict[str, Any], detail: str, header: Sequence[str],
+                 rows: Sequence[Sequence[str]], legend: dict[str, str], targets: Sequence[str]) -> None:
+    """The one-line provenance, the table, the method legend and one ``target:`` line per issue target."""
+    build = env["build_info"]
+    print(f"{op} on {device} ({env['device_name']}), {env['threads']} torch threads, torch {env['torch']}, "
+          f"weightmem_fast {build['version']} (openmp {build['openmp']}); {detail}")
+    print(format_table(header, rows))
+    for name, description in legend.items():
+        print(f"  {name}: {description}")
+    print("\n".join(f"target: {line}" for line in targets))
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned text columns separated by two spaces, with a rule under the header."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]

@@ -25,7 +25,7 @@ import weightmem_fast as wmf
 from weightmem_fast._testing import near_duplicates, relative_error, self_set_with_pairs
 from weightmem_fast.reference import paper_min_distance
 
-from ._harness import Measurement, append_jsonl, environment, format_table, measure
+from ._harness import Measurement, environment, format_value, measure, print_report, run_cases
 
 SUMMARY = "nearest vs the study's chunked fp32 torch.cdist and exact-mode torch.cdist"
 
@@ -198,11 +198,12 @@ def _score(timing: Measurement, oracle: torch.Tensor, partner: torch.Tensor, inp
     return scores
 
 
-def _table(records: list[dict[str, Any]]) -> str:
-    header = ("case", "N", "D", "method", "runs", "median s", "extra MB", "% inputs",
-              "max rel err", "median rel err", "d = 0", "index ok")
-    rows = [_table_row(record, name, scores) for record in records for name, scores in record["methods"].items()]
-    return format_table(header, rows)
+_HEADER = ("case", "N", "D", "method", "runs", "median s", "extra MB", "% inputs",
+           "max rel err", "median rel err", "d = 0", "index ok")
+
+
+def _rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [_table_row(record, name, scores) for record in records for name, scores in record["methods"].items()]
 
 
 def _table_row(record: dict[str, Any], name: str, scores: dict[str, Any]) -> tuple[str, ...]:
@@ -212,24 +213,14 @@ def _table_row(record: dict[str, Any], name: str, scores: dict[str, Any]) -> tup
         str(record["sizes"]["d"]),
         name,
         str(scores["runs"]),
-        _fmt(scores["seconds"], "{:.3g}"),
-        _fmt(scores["extra_peak_bytes"] / 1e6, "{:.1f}"),
-        _fmt(scores["extra_peak_pct_of_inputs"], "{:.1f}%"),
-        _fmt(scores.get("max_rel_err"), "{:.1e}"),
-        _fmt(scores.get("median_rel_err"), "{:.1e}"),
-        _fmt(scores.get("zero_fraction"), "{:.2f}"),
-        _fmt(scores.get("index_agreement"), "{:.3f}"),
+        format_value(scores["seconds"], "{:.3g}"),
+        format_value(scores["extra_peak_bytes"] / 1e6, "{:.1f}"),
+        format_value(scores["extra_peak_pct_of_inputs"], "{:.1f}%"),
+        format_value(scores.get("max_rel_err"), "{:.1e}"),
+        format_value(scores.get("median_rel_err"), "{:.1e}"),
+        format_value(scores.get("zero_fraction"), "{:.2f}"),
+        format_value(scores.get("index_agreement"), "{:.3f}"),
     )
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    if value == float("inf"):
-        return "OOM"
-    if value != value:  # NaN: not measurable here
-        return "n/a"
-    return spec.format(value)
 
 
 def _target_lines(records: list[dict[str, Any]], device: str) -> list[str]:
@@ -245,7 +236,7 @@ def _target_lines(records: list[dict[str, Any]], device: str) -> list[str]:
         _speed_line(records, "cdist_exact", SPEED_VS_EXACT, "nearest >= 10x faster than exact-mode cdist", on_cpu),
         _memory_line(records, on_cpu),
     ]
-    return [f"target: {line}" for line in lines]
+    return lines
 
 
 def _speed_line(records: list[dict[str, Any]], baseline: str, threshold: float, title: str, judged: bool) -> str:
@@ -267,7 +258,7 @@ def _memory_line(records: list[dict[str, Any]], judged: bool) -> str:
     parts, verdict = [], f"not judged: D = {width} needs --large"
     for record in records:
         pct = record["methods"]["nearest"]["extra_peak_pct_of_inputs"]
-        parts.append(f"{record['case']} D={record['sizes']['d']} {_fmt(pct, '{:.1f}%')}")
+        parts.append(f"{record['case']} D={record['sizes']['d']} {format_value(pct, '{:.1f}%')}")
         if record["sizes"]["d"] == width:
             verdict = "met" if pct <= MEMORY_PCT_OF_INPUTS else "MISSED"
     title = f"nearest extra peak memory <= {MEMORY_PCT_OF_INPUTS:g}% of the inputs at D = {width} (% of inputs)"
@@ -288,17 +279,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the cases, prints the table and the target lines, appends one JSON line per case to ``args.out``."""
     env = environment(args.device)
     prime(args.device)
-    records = []
-    for case in cases(args.sizes, args.large):
-        record = {"op": "distances", "size_preset": args.sizes, **env, **run_case(case, args.device)}
-        records.append(record)
-        if args.out:
-            append_jsonl(args.out, record)
-    build = env["build_info"]
-    print(f"distances on {args.device} ({env['device_name']}), {env['threads']} torch threads, torch {env['torch']}, "
-          f"weightmem_fast {build['version']} (openmp {build['openmp']}); eps = {EPS:g}, k = 1, float32")
-    print(_table(records))
-    for name, method in METHODS.items():
-        print(f"  {name}: {method.description}")
-    print("\n".join(_target_lines(records, args.device)))
+    records = run_cases("distances", args, env, cases(args.sizes, args.large), run_case)
+    legend = {name: method.description for name, method in METHODS.items()}
+    print_report("distances", args.device, env, f"eps = {EPS:g}, k = 1, float32", _HEADER, _rows(records), legend,
+                 _target_lines(records, args.device))
     return 0

@@ -29,7 +29,7 @@ from weightmem_fast._testing import error_zoo
 from weightmem_fast.packed_masks import PackedMasks
 from weightmem_fast.reference import paper_max_similarity
 
-from ._harness import Measurement, append_jsonl, environment, format_table, measure
+from ._harness import Measurement, environment, format_value, measure, print_report, run_cases
 
 SUMMARY = "max_iou vs the study's bool method, a float-GEMM IoU and faiss.hammings"
 
@@ -235,11 +235,12 @@ def _score(name: str, timing: Measurement, ours: MaxResult | None, packed_bytes:
     }
 
 
-def _table(records: list[dict[str, Any]]) -> str:
-    header = ("case", "N = M", "S", "method", "runs", "median s", "extra MB", "x packed", "max |diff|", "index ok",
-              "agrees")
-    rows = [_table_row(record, name, scores) for record in records for name, scores in record["methods"].items()]
-    return format_table(header, rows)
+_HEADER = ("case", "N = M", "S", "method", "runs", "median s", "extra MB", "x packed", "max |diff|", "index ok",
+           "agrees")
+
+
+def _rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [_table_row(record, name, scores) for record in records for name, scores in record["methods"].items()]
 
 
 def _table_row(record: dict[str, Any], name: str, scores: dict[str, Any]) -> tuple[str, ...]:
@@ -249,23 +250,13 @@ def _table_row(record: dict[str, Any], name: str, scores: dict[str, Any]) -> tup
         str(record["sizes"]["s"]),
         name,
         str(scores["runs"]),
-        _fmt(scores["seconds"], "{:.3g}"),
-        _fmt(scores["extra_peak_bytes"] / 1e6, "{:.1f}"),
-        _fmt(scores["extra_peak_x_packed"], "{:.2f}"),
-        _fmt(scores.get("max_abs_diff"), "{:.1e}"),
-        _fmt(scores.get("index_agreement"), "{:.3f}"),
+        format_value(scores["seconds"], "{:.3g}"),
+        format_value(scores["extra_peak_bytes"] / 1e6, "{:.1f}"),
+        format_value(scores["extra_peak_x_packed"], "{:.2f}"),
+        format_value(scores.get("max_abs_diff"), "{:.1e}"),
+        format_value(scores.get("index_agreement"), "{:.3f}"),
         "yes" if scores["agrees"] else "NO",
     )
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    if value == float("inf"):
-        return "OOM"
-    if value != value:  # NaN: not measurable here
-        return "n/a"
-    return spec.format(value)
 
 
 def _target_lines(records: list[dict[str, Any]], device: str) -> list[str]:
@@ -284,7 +275,7 @@ def _target_lines(records: list[dict[str, Any]], device: str) -> list[str]:
     if unjudged:
         lines.append(_speed_line(records, "float_gemm", 0.0, "max_iou vs the float-GEMM IoU on CUDA",
                                  "reported, no threshold set"))
-    return [f"target: {line}" for line in lines]
+    return lines
 
 
 def _speed_line(
@@ -313,7 +304,7 @@ def _memory_line(records: list[dict[str, Any]], unjudged: str | None) -> str:
     for record in records:
         sizes, multiple = record["sizes"], record["methods"]["max_iou"]["extra_peak_x_packed"]
         packed_mb = sizes["packed_bytes"] / 1e6
-        parts.append(f"N={sizes['n']} S={sizes['s']} {_fmt(multiple, '{:.2f}x')} of {packed_mb:.2g} MB")
+        parts.append(f"N={sizes['n']} S={sizes['s']} {format_value(multiple, '{:.2f}x')} of {packed_mb:.2g} MB")
         if sizes["packed_bytes"] >= MEMORY_JUDGED_FROM_BYTES:
             any_judged = True
             met &= multiple <= MEMORY_MULTIPLE_OF_PACKED
@@ -337,17 +328,8 @@ def run(args: argparse.Namespace) -> int:
     env = environment(args.device)
     todo = cases(args.sizes, args.device)
     prime(args.device, tuple(dict.fromkeys(name for case in todo for name in case.methods)))
-    records = []
-    for case in todo:
-        record = {"op": "similarity", "size_preset": args.sizes, **env, **run_case(case, args.device)}
-        records.append(record)
-        if args.out:
-            append_jsonl(args.out, record)
-    build = env["build_info"]
-    print(f"similarity on {args.device} ({env['device_name']}), {env['threads']} torch threads, torch {env['torch']}, "
-          f"weightmem_fast {build['version']} (openmp {build['openmp']}); k = 1, data _testing.error_zoo")
-    print(_table(records))
-    for name, method in METHODS.items():
-        print(f"  {name}: {method.description}")
-    print("\n".join(_target_lines(records, args.device)))
+    records = run_cases("similarity", args, env, todo, run_case)
+    legend = {name: method.description for name, method in METHODS.items()}
+    print_report("similarity", args.device, env, "k = 1, data _testing.error_zoo", _HEADER, _rows(records), legend,
+                 _target_lines(records, args.device))
     return 0
