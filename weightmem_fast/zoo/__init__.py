@@ -2,6 +2,6 @@
 zoo training."""
 from .architectures import ACTIVATIONS, mlp
 from .data import Dataset, digits
-from .train import MLPZoo, train_mlp_zoo
+from .train import train_mlp_zoo
 
-__all__ = ["ACTIVATIONS", "Dataset", "MLPZoo", "digits", "mlp", "train_mlp_zoo"]
+__all__ = ["ACTIVATIONS", "Dataset", "digits", "mlp", "train_mlp_zoo"]

@@ -7,30 +7,14 @@ independent. One batched matrix product per layer replaces a Python loop over mo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..io import Zoo
 from ..layout import ParamLayout
 from .architectures import activation_function, mlp
 from .data import Dataset
-
-
-@dataclass(frozen=True)
-class MLPZoo:
-    """Trained MLPs: flat weights in ``layout`` order and per-model facts.
-
-    Attributes:
-        weights: [N, D] float32 flat weights.
-        layout: ParamLayout of ``mlp(in_features, hidden, classes, activation)``.
-        metadata: per model: seed, train_accuracy, test_accuracy, test_loss, epochs.
-    """
-
-    weights: torch.Tensor
-    layout: ParamLayout
-    metadata: list[dict]
 
 
 class _StackedMLP:
@@ -84,7 +68,7 @@ def train_mlp_zoo(
     seed: int = 0,
     chunk: int = 256,
     progress: bool = True,
-) -> MLPZoo:
+) -> Zoo:
     """Trains ``n_models`` independent MLPs (Adam, cross-entropy), ``chunk`` models per batched pass.
 
     Model i uses seed ``seed + i`` for its initialisation and its own shuffling of the training set.
@@ -99,7 +83,8 @@ def train_mlp_zoo(
         progress: show a tqdm bar over chunks and epochs.
 
     Returns:
-        MLPZoo with weights [N, D] in the layout of ``mlp(I, hidden, C, activation)``.
+        Zoo with weights [N, D] in the layout of ``mlp(I, hidden, C, activation)`` and, per model, its seed,
+        train_accuracy, test_accuracy, test_loss and epochs.
     """
     for name, value in (("n_models", n_models), ("epochs", epochs), ("batch_size", batch_size), ("chunk", chunk)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -134,4 +119,4 @@ def train_mlp_zoo(
         metadata += [{"seed": s, "train_accuracy": float(a), "test_accuracy": float(t), "test_loss": float(l),
                       "epochs": epochs} for s, a, t, l in zip(seeds, train_acc, test_acc, test_loss)]
     bar.close()
-    return MLPZoo(torch.cat(weights), layout, metadata)
+    return Zoo(torch.cat(weights), layout, metadata)
