@@ -1,11 +1,13 @@
 """weightmem_fast: exact, fast audits of weight generators for memorisation.
 
 Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpack_masks``, ``error_masks``,
-``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``build_info``, ``cuda_available``. Pure-PyTorch twins of
+``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``evaluate`` (issue 5; zoos and I/O in
+``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``build_info``, ``cuda_available``. Pure-PyTorch twins of
 every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
 from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
+from .ops.eval import Evaluation, evaluate
 from .packed_masks import PackedMasks
 
 
@@ -33,11 +35,13 @@ def cuda_available() -> bool:
 
 
 __all__ = [
+    "Evaluation",
     "PackedMasks",
     "__version__",
     "build_info",
     "cuda_available",
     "error_masks",
+    "evaluate",
     "iou_matrix",
     "max_iou",
     "nearest",

@@ -5,11 +5,13 @@ obviously right rather than fast: float64, direct differences, explicit tie rule
 works as the fallback at real sizes.
 """
 from .distances import pairwise_distance
+from .eval import evaluate
 from .iou import error_masks, iou_matrix, max_iou, pack_masks, paper_max_similarity, unpack_masks
 from .neighbors import nearest, paper_min_distance
 
 __all__ = [
     "error_masks",
+    "evaluate",
     "iou_matrix",
     "max_iou",
     "nearest",

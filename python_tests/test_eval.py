@@ -1,0 +1,94 @@
+"""evaluate against the per-model loop twin (issue 5): every activation, CNNs, subset layouts, broken models."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import weightmem_fast as wmf
+from weightmem_fast.layout import ParamLayout
+from weightmem_fast.zoo import ACTIVATIONS, mlp
+
+# Near-ties may flip between summation orders (STYLE §6): predictions are compared where the twin's top-2 logit
+# margin exceeds this.
+MARGIN = 1e-4
+
+
+def assert_matches_twin(template: nn.Module, weights: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
+                        layout: ParamLayout | None = None) -> wmf.Evaluation:
+    ours = wmf.evaluate(template, weights, inputs, labels, layout)
+    twin = wmf.reference.evaluate(template, weights, inputs, labels, layout)
+    decided = _margins(template, weights, inputs, layout or ParamLayout.from_module(template)) > MARGIN
+    assert torch.equal(ours.predictions[decided], twin.predictions[decided])
+    torch.testing.assert_close(ours.loss, twin.loss, rtol=1e-5, atol=1e-6)  # float32 logits, different order
+    assert torch.equal(ours.errors.words, wmf.error_masks(ours.predictions, labels).words)
+    assert torch.equal(ours.accuracy, (ours.predictions == labels).float().mean(dim=1))
+    return ours
+
+
+def _margins(template, weights, inputs, layout):
+    margins = []
+    with torch.no_grad():
+        for state in layout.unflatten(weights):
+            template.load_state_dict(state, strict=False)
+            top2 = template(inputs).topk(2, dim=1).values
+            margins.append(top2[:, 0] - top2[:, 1])
+    return torch.stack(margins)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_mlp_stack_matches_the_loop(activation):
+    template = mlp(20, 7, 5, activation)
+    weights = torch.randn(13, ParamLayout.from_module(template).size)
+    inputs, labels = torch.randn(40, 20), torch.randint(0, 5, (40,))
+    assert_matches_twin(template, weights, inputs, labels)
+
+
+def test_models_are_chunked_without_changing_results():
+    template = mlp(12, 6, 4)
+    weights = torch.randn(9, ParamLayout.from_module(template).size)
+    inputs, labels = torch.randn(30, 12), torch.randint(0, 4, (30,))
+    whole = wmf.evaluate(template, weights, inputs, labels)
+    chunked = wmf.evaluate(template, weights, inputs, labels, batch_size=2)
+    assert torch.equal(whole.predictions, chunked.predictions)
+    torch.testing.assert_close(whole.loss, chunked.loss, rtol=1e-6, atol=1e-7)  # GEMM blocking changes with B
+
+
+def test_cnn_goes_through_vmap_and_matches_the_loop():
+    template = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10))
+    weights = 0.3 * torch.randn(6, ParamLayout.from_module(template).size)
+    inputs, labels = torch.rand(25, 1, 8, 8), torch.randint(0, 10, (25,))
+    assert_matches_twin(template, weights, inputs, labels)
+
+
+def test_subset_layout_keeps_the_template_elsewhere():
+    # P-diff style: only the last layer is generated; the first comes from the base model.
+    template = mlp(10, 8, 3)
+    layout = ParamLayout.from_module(template, include=["2"])
+    weights = torch.randn(5, layout.size)
+    inputs, labels = torch.randn(20, 10), torch.randint(0, 3, (20,))
+    assert_matches_twin(template, weights, inputs, labels, layout)
+
+
+def test_broken_models_are_flagged_not_fatal():
+    template = mlp(6, 4, 3)
+    weights = torch.randn(4, ParamLayout.from_module(template).size)
+    weights[2, 0] = float("nan")
+    result = wmf.evaluate(template, weights, torch.randn(10, 6), torch.randint(0, 3, (10,)))
+    assert result.nonfinite.tolist() == [False, False, True, False]
+    assert result.accuracy.shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "weights,inputs,labels,exc,fragment",
+    [
+        (torch.randn(2, 50), torch.randn(5, 6), torch.zeros(5, dtype=torch.long), ValueError, r"weights must be \[N, 43\]"),
+        (torch.randn(2, 43), torch.randn(4, 6), torch.zeros(5, dtype=torch.long), ValueError, "S = len\\(labels\\) = 5"),
+        (torch.randn(2, 43), torch.randn(5, 6), torch.full((5,), 3), ValueError, r"class indices in \[0, 3\)"),
+        (torch.randn(2, 43), torch.randn(5, 6), torch.zeros(5), TypeError, "labels must be an integer tensor"),
+        (torch.randn(2, 43).int(), torch.randn(5, 6), torch.zeros(5, dtype=torch.long), TypeError, "weights must be a floating"),
+    ],
+)
+def test_evaluate_rejects_bad_input(weights, inputs, labels, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        wmf.evaluate(mlp(6, 4, 3), weights, inputs, labels)

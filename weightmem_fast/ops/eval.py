@@ -1,0 +1,162 @@
+"""``evaluate``: accuracy, predictions and packed error sets of thousands of models in one call (issue 5).
+
+Models are rows of flat weights in a template's layout. Stacks of Linear layers with elementwise activations
+(the G.pt family) run as batched matrix products: the first layer is one GEMM of the shared inputs against every
+model's weights side by side, later layers are batched GEMMs, all chunked over models so memory stays bounded.
+Any other template runs through ``torch.func.vmap(functional_call)`` in chunks. Both give the per-model loop's
+results (``weightmem_fast.reference.evaluate``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import _check
+from ..layout import ParamLayout
+from ..packed_masks import PackedMasks
+from ..zoo.architectures import ACTIVATIONS
+from .iou import error_masks
+
+# Activations (per model, per sample) held at once when chunking over models.
+_CHUNK_ELEMENTS = 1 << 25
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` measured for N models on S inputs.
+
+    Attributes:
+        predictions: [N, S] int64 argmax classes.
+        accuracy: [N] float32 share of correct predictions.
+        loss: [N] float32 mean cross-entropy.
+        errors: PackedMasks [N, S], bit set where a model is wrong (for ``max_iou``).
+        nonfinite: [N] bool, models with NaN/Inf weights; their numbers are computed but meaningless.
+    """
+
+    predictions: torch.Tensor
+    accuracy: torch.Tensor
+    loss: torch.Tensor
+    errors: PackedMasks
+    nonfinite: torch.Tensor
+
+
+def _linear_stack(template: nn.Module) -> list[nn.Module] | None:
+    """The template's layers if it is Linear layers with elementwise activations between them, else None."""
+    if not isinstance(template, nn.Sequential):
+        return None
+    activation_types = tuple(module_type for module_type, _ in ACTIVATIONS.values())
+    layers = list(template)
+    ok = all(isinstance(m, (nn.Linear, nn.Flatten) + activation_types) for m in layers)
+    return layers if ok and any(isinstance(m, nn.Linear) for m in layers) else None
+
+
+def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch.Tensor, x: torch.Tensor,
+                    template: nn.Module) -> torch.Tensor:
+    """[B, S, C] logits of B models: a shared-input GEMM for the first Linear, batched GEMMs after it.
+
+    A Linear tensor outside ``layout`` keeps the template's value for every model.
+    """
+    names = {id(module): name for name, module in template.named_modules()}
+    entries = {entry.name: entry for entry in layout.entries}
+    models = weights.shape[0]
+
+    def tensor(name: str, fixed: torch.Tensor) -> torch.Tensor:
+        entry = entries.get(name)
+        if entry is None:
+            return fixed.unsqueeze(0).expand(models, *fixed.shape)
+        return weights[:, entry.offset : entry.offset + entry.numel].view(models, *entry.shape)
+
+    h: torch.Tensor | None = None  # [B, S, F] once past the first Linear
+    for layer in layers:
+        if isinstance(layer, nn.Flatten):
+            if h is None:
+                x = x.flatten(1)
+        elif isinstance(layer, nn.Linear):
+            name = names[id(layer)]
+            w = tensor(f"{name}.weight", layer.weight)  # [B, out, in]
+            if h is None:  # one GEMM of the shared inputs: [S, in] x [in, B * out]
+                h = (x @ w.reshape(-1, w.shape[2]).t()).view(x.shape[0], models, -1).transpose(0, 1)
+            else:
+                h = torch.bmm(h, w.transpose(1, 2))
+            if layer.bias is not None:
+                h = h + tensor(f"{name}.bias", layer.bias).unsqueeze(1)
+        else:
+            h = layer(h)  # elementwise activation
+    return h
+
+
+def _vmapped_logits(template: nn.Module, layout: ParamLayout, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """[B, S, C] logits through torch.func.vmap over functional_call (any template)."""
+    base = dict(template.named_parameters()) | dict(template.named_buffers())
+    stacked = {entry.name: weights[:, entry.offset : entry.offset + entry.numel].reshape(-1, *entry.shape)
+               for entry in layout.entries}
+
+    def one(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.func.functional_call(template, base | params, (x,))
+
+    return torch.func.vmap(one)(stacked)
+
+
+def evaluate(
+    template: nn.Module,
+    weights: torch.Tensor,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    layout: ParamLayout | None = None,
+    batch_size: int | None = None,
+) -> Evaluation:
+    """Evaluates N models given as flat weights on one test set.
+
+    Args:
+        template: the architecture (its tensors outside ``layout`` stay fixed, e.g. BatchNorm statistics or the
+            base model of a subset layout); evaluated in eval mode.
+        weights: [N, D] float32 flat weights, D = ``layout.size``, on the inputs' device.
+        inputs: [S, ...] test inputs the template accepts.
+        labels: [S] int64 classes.
+        layout: defaults to ``ParamLayout.from_module(template)``.
+        batch_size: models per chunk (default: as many as keep about 32M activations in memory).
+
+    Returns:
+        Evaluation (predictions, accuracy, loss, packed errors, non-finite flags). Models with NaN/Inf weights
+        are evaluated and flagged, never an error.
+
+    Raises:
+        TypeError / ValueError: weights not [N, layout.size] floating, inputs or labels of the wrong shape, labels
+            out of range for the template's outputs.
+    """
+    layout = layout or ParamLayout.from_module(template)
+    weights = _check.matrix("weights", weights)
+    if weights.shape[1] != layout.size:
+        raise ValueError(f"weights must be [N, {layout.size}] for this layout; got {tuple(weights.shape)}")
+    labels = _check.integer_matrix("labels", labels, 1)
+    if not isinstance(inputs, torch.Tensor) or inputs.shape[0] != labels.shape[0]:
+        got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a tensor [S, ...] with S = len(labels) = {labels.shape[0]}; got {got}")
+    template = template.eval()
+    with torch.no_grad():
+        probe = template(inputs[:1])
+    classes = probe.shape[-1]
+    if int(labels.min()) < 0 or int(labels.max()) >= classes:
+        raise ValueError(f"labels must be class indices in [0, {classes}) for this template; got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    layers = _linear_stack(template)
+    # Activations per model and sample: the widest Linear output of a stack; for other templates the input
+    # size stands in for the (unknown) widest activation.
+    width = max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers else inputs[0].numel()
+    chunk = batch_size or max(1, _CHUNK_ELEMENTS // (inputs.shape[0] * width))
+    predictions, losses = [], []
+    with torch.no_grad():
+        for start in range(0, weights.shape[0], chunk):
+            block = weights[start : start + chunk]
+            logits = (_stacked_logits(layers, layout, block, inputs, template) if layers is not None
+                      else _vmapped_logits(template, layout, block, inputs)).float()
+            predictions.append(logits.argmax(dim=2))
+            target = labels.expand(logits.shape[0], -1)
+            losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1))
+    predictions = torch.cat(predictions)
+    accuracy = (predictions == labels).float().mean(dim=1)
+    return Evaluation(predictions, accuracy, torch.cat(losses), error_masks(predictions, labels),
+                      ~torch.isfinite(weights).all(dim=1))
