@@ -92,3 +92,9 @@ def test_broken_models_are_flagged_not_fatal():
 def test_evaluate_rejects_bad_input(weights, inputs, labels, exc, fragment):
     with pytest.raises(exc, match=fragment):
         wmf.evaluate(mlp(6, 4, 3), weights, inputs, labels)
+
+
+def test_evaluate_leaves_the_callers_module_in_its_mode():
+    template = mlp(6, 4, 3).train()
+    wmf.evaluate(template, torch.randn(2, 43), torch.randn(5, 6), torch.zeros(5, dtype=torch.long))
+    assert template.training

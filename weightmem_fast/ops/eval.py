@@ -135,7 +135,21 @@ def evaluate(
     if not isinstance(inputs, torch.Tensor) or inputs.shape[0] != labels.shape[0]:
         got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a tensor [S, ...] with S = len(labels) = {labels.shape[0]}; got {got}")
-    template = template.eval()
+    was_training = template.training
+    template.eval()  # the caller's module is put back in its mode afterwards
+    try:
+        predictions, losses = _evaluate_chunks(template, layout, weights, inputs, labels, batch_size)
+    finally:
+        template.train(was_training)
+    predictions = torch.cat(predictions)
+    accuracy = (predictions == labels).float().mean(dim=1)
+    return Evaluation(predictions, accuracy, torch.cat(losses), error_masks(predictions, labels),
+                      ~torch.isfinite(weights).all(dim=1))
+
+
+def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Tensor, inputs: torch.Tensor,
+                     labels: torch.Tensor, batch_size: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Predictions [B, S] and losses [B] of every chunk of models (template already in eval mode)."""
     with torch.no_grad():
         probe = template(inputs[:1])
     classes = probe.shape[-1]
@@ -156,7 +170,4 @@ def evaluate(
             predictions.append(logits.argmax(dim=2))
             target = labels.expand(logits.shape[0], -1)
             losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1))
-    predictions = torch.cat(predictions)
-    accuracy = (predictions == labels).float().mean(dim=1)
-    return Evaluation(predictions, accuracy, torch.cat(losses), error_masks(predictions, labels),
-                      ~torch.isfinite(weights).all(dim=1))
+    return predictions, losses
