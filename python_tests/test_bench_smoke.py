@@ -108,3 +108,19 @@ def test_bench_similarity_small_prints_table_targets_and_json(tmp_path, capsys):
             assert scores["agrees"], name
             assert scores["runs"] >= 1 and scores["seconds"] > 0
         assert record["ratios"]["paper/max_iou"] > 0
+
+
+@pytest.mark.slow  # a few seconds on the 2-core machine
+def test_bench_evaluate_small_prints_table_targets_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+    assert bench_main(["evaluate", "--sizes", "small", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for method in ("evaluate", "loop", "vmap"):
+        assert f" {method} " in printed
+    targets = [line for line in printed.splitlines() if line.startswith("target: ")]
+    assert len(targets) == 3 and "loop/evaluate" in targets[0] and "vmap/evaluate" in targets[1]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert record["op"] == "evaluate" and "build_info" in record
+        assert all(m["agreement"] > 0.999 for m in record["methods"].values())

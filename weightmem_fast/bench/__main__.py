@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import weightmem_fast as wmf
 
-from . import distances, similarity
+from . import distances, evaluate, similarity
 
 
 class BenchOp(NamedTuple):
@@ -26,6 +26,7 @@ class BenchOp(NamedTuple):
 OPS: dict[str, BenchOp] = {
     "distances": BenchOp(distances.SUMMARY, distances.add_arguments, distances.run),
     "similarity": BenchOp(similarity.SUMMARY, similarity.add_arguments, similarity.run),
+    "evaluate": BenchOp(evaluate.SUMMARY, evaluate.add_arguments, evaluate.run),
 }
 
 

@@ -1,0 +1,146 @@
+"""Benchmark of ``evaluate`` against the study's per-model loop and ``torch.func.vmap(functional_call)`` (issue 5).
+
+Cases: N MLPs in G.pt's family (784 -> 10 -> 10 on 28 x 28 inputs, and the digits size 64 -> 10 -> 10), random
+weights at a trained model's scale, on S random inputs; every method evaluates the same models on the same inputs
+in this one process. Agreement is the share of (model, input) predictions equal to ``evaluate``'s (near-ties may
+flip between summation orders).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+import weightmem_fast as wmf
+from weightmem_fast.layout import ParamLayout
+from weightmem_fast.zoo import mlp
+
+from ._harness import Measurement, environment, format_value, measure, print_report, run_cases
+
+SUMMARY = "evaluate vs the per-model loop and vmap(functional_call)"
+
+# Per --sizes preset: N models and S inputs, for each input width.
+SIZES = {"small": (50, 500), "spec": (1000, 10_000)}
+WIDTHS = (784, 64)
+VMAP_CHUNK = 250  # models per vmap call: all 1000 at once need several GB of activations
+# Targets from the issue (CPU).
+SPEED_VS_LOOP = 2.0
+SPEED_VS_VMAP = 2.0
+_CPU_ONLY = "a CPU target, for information on this device"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    template: torch.nn.Module
+    layout: ParamLayout
+    weights: torch.Tensor
+    inputs: torch.Tensor
+    labels: torch.Tensor
+
+
+def _evaluate(data: Inputs) -> torch.Tensor:
+    return wmf.evaluate(data.template, data.weights, data.inputs, data.labels, data.layout).predictions
+
+
+def _loop(data: Inputs) -> torch.Tensor:
+    return wmf.reference.evaluate(data.template, data.weights, data.inputs, data.labels, data.layout).predictions
+
+
+def _vmap(data: Inputs) -> torch.Tensor:
+    """The torch.func ensembling recipe, in chunks of VMAP_CHUNK models."""
+    base = dict(data.template.named_parameters())
+    out = []
+    for start in range(0, data.weights.shape[0], VMAP_CHUNK):
+        block = data.weights[start : start + VMAP_CHUNK]
+        params = {e.name: block[:, e.offset : e.offset + e.numel].reshape(-1, *e.shape) for e in data.layout.entries}
+        logits = torch.func.vmap(lambda p: torch.func.functional_call(data.template, base | p, (data.inputs,)))(params)
+        out.append(logits.argmax(dim=2))
+    return torch.cat(out)
+
+
+class Method(NamedTuple):
+    fn: Callable[[Inputs], torch.Tensor]
+    description: str
+
+
+METHODS = {
+    "evaluate": Method(_evaluate, "weightmem_fast.evaluate (stacked GEMMs)"),
+    "loop": Method(_loop, "reference.evaluate: load_state_dict + forward per model (the study's way)"),
+    "vmap": Method(_vmap, f"torch.func.vmap(functional_call) over chunks of {VMAP_CHUNK} models"),
+}
+
+
+def _inputs(models: int, samples: int, width: int, device: str) -> Inputs:
+    gen = torch.Generator().manual_seed(width)
+    template = mlp(width, 10, 10).to(device)
+    layout = ParamLayout.from_module(template)
+    weights = (torch.randn(models, layout.size, generator=gen) / width**0.5).to(device)
+    inputs = torch.randn(samples, width, generator=gen).to(device)
+    labels = torch.randint(0, 10, (samples,), generator=gen).to(device)
+    return Inputs(template, layout, weights, inputs, labels)
+
+
+def run_case(case: tuple[int, int, int], device: str) -> dict[str, Any]:
+    models, samples, width = case
+    data = _inputs(models, samples, width, device)
+    timings: dict[str, Measurement] = {}
+    for name, method in METHODS.items():
+        print(f"  N={models} S={samples} width={width}: {name}", file=sys.stderr, flush=True)
+        timings[name] = measure(functools.partial(method.fn, data), device)
+    ours = timings["evaluate"].result
+    methods = {
+        name: {"seconds": t.seconds, "runs": len(t.run_seconds), "extra_peak_bytes": t.extra_peak_bytes,
+               "agreement": float((t.result == ours).double().mean()) if t.result is not None else None}
+        for name, t in timings.items()
+    }
+    base = methods["evaluate"]["seconds"]
+    ratios = {f"{name}/evaluate": m["seconds"] / base for name, m in methods.items() if name != "evaluate"}
+    return {"case": f"mlp {width}-10-10", "sizes": {"n": models, "s": samples, "width": width},
+            "methods": methods, "ratios": ratios}
+
+
+_HEADER = ("case", "N", "S", "method", "runs", "median s", "extra MB", "agreement")
+
+
+def _rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (record["case"], str(record["sizes"]["n"]), str(record["sizes"]["s"]), name, str(m["runs"]),
+         format_value(m["seconds"], "{:.3g}"), format_value(m["extra_peak_bytes"] / 1e6, "{:.1f}"),
+         format_value(m["agreement"], "{:.6f}"))
+        for record in records for name, m in record["methods"].items()
+    ]
+
+
+def _target_lines(records: list[dict[str, Any]], device: str) -> list[str]:
+    judged = device == "cpu"
+    lines = []
+    for baseline, threshold in (("loop", SPEED_VS_LOOP), ("vmap", SPEED_VS_VMAP)):
+        key = f"{baseline}/evaluate"
+        values = [record["ratios"][key] for record in records]
+        verdict = ("met" if all(v >= threshold for v in values) else "MISSED") if judged else _CPU_ONLY
+        parts = ", ".join(f"{r['case']} {v:.2f}x" for r, v in zip(records, values))
+        lines.append(f"evaluate >= {threshold:g}x {baseline} ({key}): {parts} -> {verdict}")
+    memory_ok = all(r["methods"]["evaluate"]["extra_peak_bytes"] <= r["methods"]["vmap"]["extra_peak_bytes"]
+                    for r in records)
+    verdict = ("met" if memory_ok else "MISSED") if judged else _CPU_ONLY
+    lines.append(f"evaluate peak memory <= vmap's -> {verdict}")
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark has no options beyond the shared --device/--sizes/--out."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the cases, prints the table and the target lines, appends one JSON line per case to ``args.out``."""
+    env = environment(args.device)
+    models, samples = SIZES[args.sizes]
+    records = run_cases("evaluate", args, env, [(models, samples, width) for width in WIDTHS], run_case)
+    legend = {name: method.description for name, method in METHODS.items()}
+    print_report("evaluate", args.device, env, "random weights and inputs, 10 classes", _HEADER, _rows(records),
+                 legend, _target_lines(records, args.device))
+    return 0
