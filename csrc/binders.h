@@ -9,6 +9,7 @@
 #include "distances/gram_bounds.h"
 #include "distances/pairwise_from_gram.h"
 #include "neighbors/candidate_state.h"
+#include "eval/mlp_head.h"
 #include "iou/max_iou.h"
 #include "neighbors/nearest_scan.h"
 
@@ -239,6 +240,28 @@ void def_max_iou(py::module_& m, const char* name, Launch launch) {
       "Top-k IoU of every packed query row against the reference rows.", py::arg("query"), py::arg("count_q"),
       py::arg("reference"), py::arg("count_r"), py::arg("exclude_self"), py::arg("top_inter"),
       py::arg("top_union"), py::arg("out_values"), py::arg("out_index"), py::arg("device"), py::arg("stream"));
+}
+
+template <class Launch>
+void def_mlp_head(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& hidden, const TensorArg& w2, const TensorArg& b2, const TensorArg& labels,
+               int activation, const TensorArg& predictions, const TensorArg& nll, int device, std::uintptr_t stream) {
+        const std::vector<int64_t>& w2_shape = std::get<1>(w2);
+        WMF_CHECK(w2_shape.size() == 3, "w2 must be [B, C, H]");
+        WMF_CHECK(activation >= 0 && activation <= 4, "unknown activation ", activation);
+        const MlpHead head{as_const_mat<float>(hidden, "hidden"), as_vec<float>(w2, "w2").data,
+                           as_ptr<float>(b2, "b2"), as_ptr<int64_t>(labels, "labels"), w2_shape[0], w2_shape[2],
+                           w2_shape[1], static_cast<Activation>(activation)};
+        const Mat<int64_t> pv = as_mat<int64_t>(predictions, "predictions");
+        const Mat<float> nv = as_mat<float>(nll, "nll");
+        py::gil_scoped_release release;
+        launch(head, pv, nv, CudaCtx{device, stream});
+      },
+      "Activation, second Linear, argmax and cross-entropy of two-layer MLPs after their first GEMM.",
+      py::arg("hidden"), py::arg("w2"), py::arg("b2"), py::arg("labels"), py::arg("activation"),
+      py::arg("predictions"), py::arg("nll"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

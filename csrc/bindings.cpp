@@ -8,6 +8,7 @@
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
+#include "eval/mlp_head.h"
 #include "iou/iou_matrix.h"
 #include "iou/max_iou.h"
 #include "iou/pack_masks.h"
@@ -49,6 +50,7 @@ PYBIND11_MODULE(_C, m) {
     max_iou_cpu(q, cq, r, cr, ex, top);
   });
 
+  def_mlp_head(m, "mlp_head_cpu", [](auto head, auto pv, auto nv, CudaCtx) { mlp_head_cpu(head, pv, nv); });
   py::dict info;
   info["version"] = WMF_VERSION;
 #if defined(__clang__)

@@ -8,6 +8,7 @@
 #include "binders.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
+#include "eval/mlp_head.h"
 #include "iou/iou_matrix.h"
 #include "iou/max_iou.h"
 #include "iou/pack_masks.h"
@@ -48,6 +49,7 @@ void register_cuda(py::module_& m, py::dict& info) {
     max_iou_cuda(q, cq, r, cr, ex, top, ctx);
   });
 
+  def_mlp_head(m, "mlp_head_cuda", [](auto head, auto pv, auto nv, CudaCtx ctx) { mlp_head_cuda(head, pv, nv, ctx); });
   // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
   m.def(
       "cuda_device_count",

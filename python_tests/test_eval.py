@@ -98,3 +98,21 @@ def test_evaluate_leaves_the_callers_module_in_its_mode():
     template = mlp(6, 4, 3).train()
     wmf.evaluate(template, torch.randn(2, 43), torch.randn(5, 6), torch.zeros(5, dtype=torch.long))
     assert template.training
+
+
+def test_non_default_activation_settings_take_the_generic_path_and_still_match():
+    template = nn.Sequential(nn.Linear(8, 5), nn.LeakyReLU(0.2), nn.Linear(5, 3))
+    weights = torch.randn(4, ParamLayout.from_module(template).size)
+    assert_matches_twin(template, weights, torch.randn(15, 8), torch.randint(0, 3, (15,)).int())
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "sigmoid"])
+def test_evaluate_on_every_device_matches_the_loop(device, activation):
+    template = mlp(16, 9, 4, activation)
+    weights = torch.randn(11, ParamLayout.from_module(template).size)
+    inputs, labels = torch.randn(33, 16), torch.randint(0, 4, (33,))
+    ours = wmf.evaluate(template.to(device), weights.to(device), inputs.to(device), labels.to(device))
+    twin = wmf.reference.evaluate(template.cpu(), weights, inputs, labels)
+    decided = _margins(template.cpu(), weights, inputs, ParamLayout.from_module(template)) > MARGIN
+    assert torch.equal(ours.predictions.cpu()[decided], twin.predictions[decided])
+    torch.testing.assert_close(ours.loss.cpu(), twin.loss, rtol=1e-5, atol=1e-6)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import _check
+from .. import _check, _dispatch, _ext
 from ..layout import ParamLayout
 from ..packed_masks import PackedMasks
 from ..zoo.architectures import ACTIVATIONS
@@ -53,6 +53,62 @@ def _linear_stack(template: nn.Module) -> list[nn.Module] | None:
     return layers if ok and any(isinstance(m, nn.Linear) for m in layers) else None
 
 
+def _stacked_tensor(layout: ParamLayout, weights: torch.Tensor, name: str, fixed: torch.Tensor) -> torch.Tensor:
+    """[B, *shape] of tensor ``name`` for the B models: a view of their weights, or the template's ``fixed`` value
+    for every model when the tensor is outside the layout."""
+    models = weights.shape[0]
+    for entry in layout.entries:
+        if entry.name == name:
+            return weights[:, entry.offset : entry.offset + entry.numel].view(models, *entry.shape)
+    return fixed.unsqueeze(0).expand(models, *fixed.shape)
+
+
+# csrc/eval/mlp_head.h Activation codes, for the torch modules the kernel reproduces exactly (default settings).
+_KERNEL_ACTIVATIONS = {nn.ReLU: 0, nn.LeakyReLU: 1, nn.Tanh: 2, nn.GELU: 3, nn.Sigmoid: 4}
+_MAX_KERNEL_WIDTH = 256  # hidden width and classes (kMaxHeadWidth, kMaxHeadClasses)
+
+
+def _two_layer_kernel_plan(layers: list[nn.Module] | None, template: nn.Module) -> tuple[str, str, int] | None:
+    """(first Linear's name, second's, activation code) when the compiled head applies: Linear, activation,
+    Linear (after an optional Flatten), float32, hidden width and classes <= 256, torch's default activation
+    settings."""
+    if layers is None:
+        return None
+    body = [m for m in layers if not isinstance(m, nn.Flatten)]
+    if isinstance(layers[0], nn.Flatten) and len(body) != len(layers) - 1:
+        return None
+    if len(body) != 3 or not isinstance(body[0], nn.Linear) or not isinstance(body[2], nn.Linear):
+        return None
+    act = body[1]
+    code = _KERNEL_ACTIVATIONS.get(type(act))
+    non_default = (isinstance(act, nn.LeakyReLU) and act.negative_slope != 0.01) or (
+        isinstance(act, nn.GELU) and act.approximate != "none")
+    if code is None or non_default or body[0].out_features > _MAX_KERNEL_WIDTH \
+            or body[2].out_features > _MAX_KERNEL_WIDTH or body[0].bias is None \
+            or body[2].bias is None or body[0].weight.dtype != torch.float32:
+        return None
+    names = {id(module): name for name, module in template.named_modules()}
+    return names[id(body[0])], names[id(body[2])], code
+
+
+def _kernel_chunk(impl: str, plan: tuple[str, str, int], template: nn.Module, layout: ParamLayout,
+                  weights: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions [B, S] and mean losses [B]: one GEMM for the first layer, the compiled head for the rest."""
+    first, second, code = plan
+    modules = dict(template.named_modules())
+    w1 = _stacked_tensor(layout, weights, f"{first}.weight", modules[first].weight)  # [B, H, I]
+    b1 = _stacked_tensor(layout, weights, f"{first}.bias", modules[first].bias)  # [B, H]
+    w2 = _stacked_tensor(layout, weights, f"{second}.weight", modules[second].weight).contiguous()  # [B, C, H]
+    b2 = _stacked_tensor(layout, weights, f"{second}.bias", modules[second].bias).contiguous()  # [B, C]
+    x = x.flatten(1)
+    hidden = torch.addmm(b1.reshape(-1), x, w1.reshape(-1, w1.shape[2]).t())  # [S, B * H]
+    models, samples = weights.shape[0], x.shape[0]
+    predictions = torch.empty(models, samples, dtype=torch.int64, device=x.device)
+    nll = torch.empty(models, samples, dtype=torch.float32, device=x.device)
+    _ext.call(impl, "mlp_head", hidden, w2, b2, labels.contiguous(), code, predictions, nll)
+    return predictions, nll.mean(dim=1, dtype=torch.float64).float()
+
+
 def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch.Tensor, x: torch.Tensor,
                     template: nn.Module) -> torch.Tensor:
     """[B, S, C] logits of B models: a shared-input GEMM for the first Linear, batched GEMMs after it.
@@ -60,14 +116,10 @@ def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch
     A Linear tensor outside ``layout`` keeps the template's value for every model.
     """
     names = {id(module): name for name, module in template.named_modules()}
-    entries = {entry.name: entry for entry in layout.entries}
     models = weights.shape[0]
 
     def tensor(name: str, fixed: torch.Tensor) -> torch.Tensor:
-        entry = entries.get(name)
-        if entry is None:
-            return fixed.unsqueeze(0).expand(models, *fixed.shape)
-        return weights[:, entry.offset : entry.offset + entry.numel].view(models, *entry.shape)
+        return _stacked_tensor(layout, weights, name, fixed)
 
     h: torch.Tensor | None = None  # [B, S, F] once past the first Linear
     for layer in layers:
@@ -131,7 +183,7 @@ def evaluate(
     weights = _check.matrix("weights", weights)
     if weights.shape[1] != layout.size:
         raise ValueError(f"weights must be [N, {layout.size}] for this layout; got {tuple(weights.shape)}")
-    labels = _check.integer_matrix("labels", labels, 1)
+    labels = _check.integer_matrix("labels", labels, 1).long()
     if not isinstance(inputs, torch.Tensor) or inputs.shape[0] != labels.shape[0]:
         got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a tensor [S, ...] with S = len(labels) = {labels.shape[0]}; got {got}")
@@ -157,6 +209,9 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
         raise ValueError(f"labels must be class indices in [0, {classes}) for this template; got "
                          f"[{int(labels.min())}, {int(labels.max())}]")
     layers = _linear_stack(template)
+    impl = _dispatch.choose("evaluate", inputs.device.type, "auto")
+    float32 = inputs.dtype == torch.float32 and weights.dtype == torch.float32
+    plan = _two_layer_kernel_plan(layers, template) if impl != "torch" and float32 else None
     # Activations per model and sample: the widest Linear output of a stack; for other templates the input
     # size stands in for the (unknown) widest activation.
     width = max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers else inputs[0].numel()
@@ -165,6 +220,11 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
     with torch.no_grad():
         for start in range(0, weights.shape[0], chunk):
             block = weights[start : start + chunk]
+            if plan is not None:
+                block_predictions, block_losses = _kernel_chunk(impl, plan, template, layout, block, inputs, labels)
+                predictions.append(block_predictions)
+                losses.append(block_losses)
+                continue
             logits = (_stacked_logits(layers, layout, block, inputs, template) if layers is not None
                       else _vmapped_logits(template, layout, block, inputs)).float()
             predictions.append(logits.argmax(dim=2))

@@ -26,6 +26,7 @@ def evaluate(
     from ..ops.eval import Evaluation
 
     layout = layout or ParamLayout.from_module(template)
+    labels = labels.long()
     model = copy.deepcopy(template).eval()
     predictions, losses = [], []
     with torch.no_grad():
