@@ -70,13 +70,11 @@ _MAX_KERNEL_WIDTH = 256  # hidden width and classes (kMaxHeadWidth, kMaxHeadClas
 
 def _two_layer_kernel_plan(layers: list[nn.Module] | None, template: nn.Module) -> tuple[str, str, int] | None:
     """(first Linear's name, second's, activation code) when the compiled head applies: Linear, activation,
-    Linear (after an optional Flatten), float32, hidden width and classes <= 256, torch's default activation
+    Linear (Flatten anywhere), float32, hidden width and classes <= 256, torch's default activation
     settings."""
     if layers is None:
         return None
-    body = [m for m in layers if not isinstance(m, nn.Flatten)]
-    if isinstance(layers[0], nn.Flatten) and len(body) != len(layers) - 1:
-        return None
+    body = [m for m in layers if not isinstance(m, nn.Flatten)]  # Flatten is a no-op past the input
     if len(body) != 3 or not isinstance(body[0], nn.Linear) or not isinstance(body[2], nn.Linear):
         return None
     act = body[1]
@@ -117,10 +115,6 @@ def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch
     """
     names = {id(module): name for name, module in template.named_modules()}
     models = weights.shape[0]
-
-    def tensor(name: str, fixed: torch.Tensor) -> torch.Tensor:
-        return _stacked_tensor(layout, weights, name, fixed)
-
     h: torch.Tensor | None = None  # [B, S, F] once past the first Linear
     for layer in layers:
         if isinstance(layer, nn.Flatten):
@@ -128,13 +122,13 @@ def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch
                 x = x.flatten(1)
         elif isinstance(layer, nn.Linear):
             name = names[id(layer)]
-            w = tensor(f"{name}.weight", layer.weight)  # [B, out, in]
+            w = _stacked_tensor(layout, weights, f"{name}.weight", layer.weight)  # [B, out, in]
             if h is None:  # one GEMM of the shared inputs: [S, in] x [in, B * out]
                 h = (x @ w.reshape(-1, w.shape[2]).t()).view(x.shape[0], models, -1).transpose(0, 1)
             else:
                 h = torch.bmm(h, w.transpose(1, 2))
             if layer.bias is not None:
-                h = h + tensor(f"{name}.bias", layer.bias).unsqueeze(1)
+                h = h + _stacked_tensor(layout, weights, f"{name}.bias", layer.bias).unsqueeze(1)
         else:
             h = layer(h)  # elementwise activation
     return h
