@@ -4,6 +4,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include "chamfer/chamfer.h"
 #include "common/dispatch.h"
 #include "common/tensor_args.h"
 #include "distances/gram_bounds.h"
@@ -242,26 +243,60 @@ void def_max_iou(py::module_& m, const char* name, Launch launch) {
       py::arg("top_union"), py::arg("out_values"), py::arg("out_index"), py::arg("device"), py::arg("stream"));
 }
 
+// A contiguous batch of point clouds [count, points, 3].
+template <class T>
+CloudBatch<T> as_cloud_batch(const TensorArg& t, const char* name) {
+  const auto& shape = std::get<1>(t);
+  WMF_CHECK(shape.size() == 3 && shape[2] == 3, name, " must be [count, points, 3]");
+  return {as_vec<T>(t, name).data, shape[0], shape[1]};
+}
+
+template <class Launch>
+void def_chamfer_matrix(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& a, const TensorArg& b, bool squared, bool symmetric, const TensorArg& out, int device,
+               std::uintptr_t stream) {
+        WMF_CHECK(dtype_of(a) == dtype_of(b) && dtype_of(out) == dtype_of(a), "a, b and out must share one dtype");
+        WMF_DISPATCH_FLOATING(dtype_of(a), T, [&] {
+          const CloudBatch<T> av = as_cloud_batch<T>(a, "a");
+          const CloudBatch<T> bv = as_cloud_batch<T>(b, "b");
+          const Mat<T> ov = as_mat<T>(out, "out");
+          py::gil_scoped_release release;
+          launch(av, bv, squared, symmetric, ov, CudaCtx{device, stream});
+        });
+      },
+      "Chamfer distance of every pair of point clouds (exact: direct differences).", py::arg("a"), py::arg("b"),
+      py::arg("squared"), py::arg("symmetric"), py::arg("out"), py::arg("device"), py::arg("stream"));
+}
+
 template <class Launch>
 void def_mlp_head(py::module_& m, const char* name, Launch launch) {
   m.def(
       name,
       [launch](const TensorArg& hidden, const TensorArg& w2, const TensorArg& b2, const TensorArg& labels,
-               int activation, const TensorArg& predictions, const TensorArg& nll, int device, std::uintptr_t stream) {
+               int activation, const TensorArg& unit_error_scale, const TensorArg& unit_error_offset,
+               const TensorArg& input_norms, double dot_error, const TensorArg& predictions, const TensorArg& nll,
+               const TensorArg& uncertain, int device, std::uintptr_t stream) {
         const std::vector<int64_t>& w2_shape = std::get<1>(w2);
         WMF_CHECK(w2_shape.size() == 3, "w2 must be [B, C, H]");
         WMF_CHECK(activation >= 0 && activation <= 4, "unknown activation ", activation);
         const MlpHead head{as_const_mat<float>(hidden, "hidden"), as_vec<float>(w2, "w2").data,
                            as_ptr<float>(b2, "b2"), as_ptr<int64_t>(labels, "labels"), w2_shape[0], w2_shape[2],
                            w2_shape[1], static_cast<Activation>(activation)};
-        const Mat<int64_t> pv = as_mat<int64_t>(predictions, "predictions");
-        const Mat<float> nv = as_mat<float>(nll, "nll");
+        const HeadCertificate cert{as_ptr<float>(unit_error_scale, "unit_error_scale"),
+                                   as_ptr<float>(unit_error_offset, "unit_error_offset"),
+                                   as_ptr<float>(input_norms, "input_norms"), static_cast<float>(dot_error)};
+        const HeadOutputs out{as_mat<int64_t>(predictions, "predictions"), as_mat<float>(nll, "nll"),
+                              as_mat<uint8_t>(uncertain, "uncertain")};
         py::gil_scoped_release release;
-        launch(head, pv, nv, CudaCtx{device, stream});
+        launch(head, cert, out, CudaCtx{device, stream});
       },
-      "Activation, second Linear, argmax and cross-entropy of two-layer MLPs after their first GEMM.",
+      "Activation, second Linear, argmax, cross-entropy and argmax certificate of two-layer MLPs after their "
+      "first GEMM.",
       py::arg("hidden"), py::arg("w2"), py::arg("b2"), py::arg("labels"), py::arg("activation"),
-      py::arg("predictions"), py::arg("nll"), py::arg("device"), py::arg("stream"));
+      py::arg("unit_error_scale"), py::arg("unit_error_offset"), py::arg("input_norms"), py::arg("dot_error"),
+      py::arg("predictions"), py::arg("nll"), py::arg("uncertain"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

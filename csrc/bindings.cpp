@@ -6,6 +6,7 @@
 #endif
 
 #include "binders.h"
+#include "chamfer/chamfer.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
 #include "eval/mlp_head.h"
@@ -49,8 +50,11 @@ PYBIND11_MODULE(_C, m) {
   def_max_iou(m, "max_iou_cpu", [](auto q, auto cq, auto r, auto cr, bool ex, auto top, CudaCtx) {
     max_iou_cpu(q, cq, r, cr, ex, top);
   });
+  def_chamfer_matrix(m, "chamfer_matrix_cpu", [](auto a, auto b, bool sq, bool sym, auto out, CudaCtx) {
+    chamfer_matrix_cpu(a, b, sq, sym, out);
+  });
 
-  def_mlp_head(m, "mlp_head_cpu", [](auto head, auto pv, auto nv, CudaCtx) { mlp_head_cpu(head, pv, nv); });
+  def_mlp_head(m, "mlp_head_cpu", [](auto head, auto cert, auto out, CudaCtx) { mlp_head_cpu(head, cert, out); });
   py::dict info;
   info["version"] = WMF_VERSION;
 #if defined(__clang__)

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "binders.h"
+#include "chamfer/chamfer.h"
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
 #include "eval/mlp_head.h"
@@ -48,8 +49,13 @@ void register_cuda(py::module_& m, py::dict& info) {
   def_max_iou(m, "max_iou_cuda", [](auto q, auto cq, auto r, auto cr, bool ex, auto top, CudaCtx ctx) {
     max_iou_cuda(q, cq, r, cr, ex, top, ctx);
   });
+  def_chamfer_matrix(m, "chamfer_matrix_cuda", [](auto a, auto b, bool sq, bool sym, auto out, CudaCtx ctx) {
+    chamfer_matrix_cuda(a, b, sq, sym, out, ctx);
+  });
 
-  def_mlp_head(m, "mlp_head_cuda", [](auto head, auto pv, auto nv, CudaCtx ctx) { mlp_head_cuda(head, pv, nv, ctx); });
+  def_mlp_head(m, "mlp_head_cuda", [](auto head, auto cert, auto out, CudaCtx ctx) {
+    mlp_head_cuda(head, cert, out, ctx);
+  });
   // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
   m.def(
       "cuda_device_count",

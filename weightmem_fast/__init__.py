@@ -2,11 +2,14 @@
 
 Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpack_masks``, ``error_masks``,
 ``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``evaluate`` (issue 5; zoos and I/O in
-``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``build_info``, ``cuda_available``. Pure-PyTorch twins of
-every op live in ``weightmem_fast.reference``.
+``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``chamfer``, ``chamfer_matrix``,
+``nearest_shape``, ``shape_metrics``, ``minimum_matching_distance``, ``coverage``, ``one_nn_accuracy`` (issue 6);
+``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
 from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
+from .ops.chamfer import chamfer, chamfer_matrix, nearest_shape
+from .ops.shape_metrics import coverage, minimum_matching_distance, one_nn_accuracy, shape_metrics
 from .ops.eval import Evaluation, evaluate
 from .packed_masks import PackedMasks
 
@@ -39,13 +42,20 @@ __all__ = [
     "PackedMasks",
     "__version__",
     "build_info",
+    "chamfer",
+    "chamfer_matrix",
+    "coverage",
     "cuda_available",
     "error_masks",
     "evaluate",
     "iou_matrix",
     "max_iou",
+    "minimum_matching_distance",
     "nearest",
+    "nearest_shape",
+    "one_nn_accuracy",
     "pack_masks",
     "pairwise_distance",
+    "shape_metrics",
     "unpack_masks",
 ]

@@ -122,3 +122,44 @@ def same_device(name: str, x: torch.Tensor | object, other_name: str, other: tor
     dx, do = getattr(x, "device"), getattr(other, "device")
     if dx != do:
         raise ValueError(f"{name} and {other_name} must be on the same device; got {dx} and {do}")
+
+
+def point_clouds(name: str, x: object, *, batched: bool, like: torch.Tensor | None = None,
+                 like_name: str = "") -> torch.Tensor:
+    """Finite, non-empty point clouds: [C, P, 3] when ``batched``, else one cloud [P, 3]; floating dtype. With
+    ``like``, also the same dtype and device (the point counts may differ)."""
+    shape = "[N, P, 3] (N clouds of P points)" if batched else "[P, 3] (P points)"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {shape}; got {type(x).__name__}")
+    if x.dim() != (3 if batched else 2) or x.shape[-1] != 3:
+        hint = "; pass one cloud as x[None]" if batched and x.dim() == 2 else ""
+        hint = "; for a batch of clouds use chamfer_matrix" if not batched and x.dim() == 3 else hint
+        raise ValueError(f"{name} must be a tensor {shape} with 3 coordinates per point; got shape "
+                         f"{tuple(x.shape)}{hint}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor (float16, bfloat16, float32 or float64); got {x.dtype}; "
+                        f"convert it with {name}.float()")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must hold at least one cloud of at least one point; got shape {tuple(x.shape)}")
+    if like is not None:
+        if x.device != like.device:
+            raise ValueError(f"{name} and {like_name} must be on the same device; got {x.device} and {like.device}; "
+                             f"move one with .to({like.device!s})")
+        if x.dtype != like.dtype:
+            raise TypeError(f"{name} and {like_name} must have the same dtype; got {x.dtype} and {like.dtype}; "
+                            f"convert one with .to({like.dtype})")
+    if x.device.type == "meta":  # no values to check
+        return x
+    bad = ~torch.isfinite(x).all(dim=-1)
+    if bool(bad.any()):
+        first = [int(i) for i in torch.nonzero(bad)[0]]
+        where = f"cloud {first[0]}, point {first[1]}" if batched else f"point {first[0]}"
+        raise ValueError(f"{name} contains NaN or Inf coordinates in {int(bad.sum())} point(s), first at {where}")
+    # Squared distances of coordinates up to this bound stay finite in the compute dtype ((2 c)^2 * 3 <= max).
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    bound = (torch.finfo(compute).max / 12) ** 0.5
+    largest = float(x.abs().max())
+    if largest > bound:
+        raise ValueError(f"{name} has coordinates up to {largest:.3g} in absolute value, whose squared distances "
+                         f"overflow {compute}; rescale the clouds (|coordinate| <= {bound:.3g})")
+    return x

@@ -117,3 +117,33 @@ def error_zoo(
         rows = torch.from_numpy(flipped[start : start + _CHUNK_ROWS])
         generated[rows] ^= torch.from_numpy(rng.random((len(rows), s)) < flip)
     return training, generated
+
+
+def shape_clouds(n: int, points: int = 2048, seed: int = 0, copies_of: torch.Tensor | None = None,
+                 jitter: float = 1e-3) -> torch.Tensor:
+    """[n, points, 3] float32 surface samples of simple shapes, normalised as HyperDiffusion does (study_spec
+    §2.5: minus the cloud's mean, divided by the std of all its coordinates).
+
+    A shape is a "fuselage" ellipsoid plus a crossing "wing" ellipsoid with random proportions; points are drawn
+    on both surfaces (by direction, not by area: the clouds only need to look like shapes). With ``copies_of``
+    [C, points, 3], every other cloud is instead a copy of a random cloud of it moved by Gaussian noise of std
+    ``jitter`` (then renormalised): the near-duplicates a memorising generator produces.
+    """
+    rng = np.random.default_rng(seed)
+    out = torch.empty(n, points, 3, dtype=torch.float32)
+    for i in range(n):
+        if copies_of is not None and i % 2 == 1:
+            base = copies_of[rng.integers(len(copies_of))].to(torch.float64).numpy()
+            cloud = base + jitter * rng.standard_normal(base.shape)
+        else:
+            wing = rng.random(points) < rng.uniform(0.3, 0.5)
+            direction = rng.standard_normal((points, 3))
+            direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+            fuselage_axes = np.array([rng.uniform(0.8, 1.2), rng.uniform(0.08, 0.2), rng.uniform(0.08, 0.2)])
+            wing_axes = np.array([rng.uniform(0.1, 0.25), rng.uniform(0.6, 1.0), rng.uniform(0.01, 0.04)])
+            axes = np.where(wing[:, None], wing_axes, fuselage_axes)
+            offset = np.where(wing[:, None], [rng.uniform(-0.3, 0.3), 0.0, 0.0], 0.0)
+            cloud = direction * axes + offset
+        cloud = cloud - cloud.mean(axis=0)
+        out[i] = torch.from_numpy(cloud / cloud.std(ddof=1))
+    return out

@@ -1,6 +1,6 @@
-// One thread per (sample, model), models fastest: a warp reads 32 consecutive models' hidden segments of one
-// sample row. Each thread runs mlp_head_one (the CPU's arithmetic); weights of a model are re-read by every
-// sample but stay in L1/L2 (C * H floats per model).
+// One thread per (model, sample), samples fastest: a warp reads 32 consecutive samples of one hidden row
+// (coalesced). Each thread runs mlp_head_tile on one float lane, the CPU's arithmetic; a model's second layer is
+// re-read by all its samples from L1/L2 (C * H floats).
 #include "common/check.h"
 #include "common/cuda_check.cuh"
 #include "eval/mlp_head.h"
@@ -11,26 +11,21 @@ namespace {
 
 constexpr int kThreads = 128;
 
-__global__ void mlp_head_kernel(MlpHead head, Mat<int64_t> predictions, Mat<float> nll) {
+__global__ void mlp_head_kernel(MlpHead head, HeadCertificate cert, HeadOutputs out) {
+  const int64_t samples = head.hidden.cols;
   const int64_t id = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (id >= head.models * head.hidden.rows) return;
-  const int64_t b = id % head.models;
-  const int64_t s = id / head.models;
-  predictions(b, s) = mlp_head_one(head, b, s, &nll(b, s));
+  if (id >= head.models * samples) return;
+  mlp_head_tile<float>(head, cert, id / samples, id % samples, 1, out);
 }
 
 }  // namespace
 
-void mlp_head_cuda(MlpHead head, Mat<int64_t> predictions, Mat<float> nll, CudaCtx ctx) {
-  WMF_CHECK(head.width >= 1 && head.width <= kMaxHeadWidth, "hidden width must be in [1, 256]; got ", head.width);
-  WMF_CHECK(head.classes >= 1 && head.classes <= kMaxHeadClasses, "classes must be in [1, 256]; got ", head.classes);
-  WMF_CHECK(head.hidden.cols == head.models * head.width && head.hidden.col_stride == 1, "hidden must be [S, B * H]");
-  WMF_CHECK(predictions.rows == head.models && predictions.cols == head.hidden.rows, "predictions must be [B, S]");
-  WMF_CHECK(nll.rows == head.models && nll.cols == head.hidden.rows, "nll must be [B, S]");
-  if (head.models == 0 || head.hidden.rows == 0) return;
+void mlp_head_cuda(MlpHead head, HeadCertificate cert, HeadOutputs out, CudaCtx ctx) {
+  check_mlp_head(head, out);
+  if (head.models == 0 || head.hidden.cols == 0) return;
   DeviceGuard guard(ctx.device);
-  mlp_head_kernel<<<blocks_for(head.models * head.hidden.rows, kThreads), kThreads, 0, stream_of(ctx)>>>(
-      head, predictions, nll);
+  mlp_head_kernel<<<blocks_for(head.models * head.hidden.cols, kThreads), kThreads, 0, stream_of(ctx)>>>(
+      head, cert, out);
   WMF_CUDA_CHECK_LAUNCH();
 }
 

@@ -169,18 +169,24 @@ def split_k(width: int, dtype: torch.dtype) -> int:
     return min(width, SPLIT_K) if dtype == torch.float32 else width
 
 
+def float32_matmul_error(terms: int, device_type: str) -> float:
+    """rel such that |g - sum_i a_i b_i| <= rel * sum_i |a_i b_i| for any float32 torch matmul entry g of ``terms``
+    products (any summation order, FMA or not), under the user's precision settings: reduced-precision modes first
+    round the inputs (2 u_in + u_in^2 per product), then the sum costs gamma_terms."""
+    u_in = _matmul_input_rounding(device_type)
+    return (2.0 * u_in + u_in * u_in) + _gamma(terms, _F32_UNIT) * (1.0 + u_in) ** 2
+
+
 def gemm_relative_error(width: int, dtype: torch.dtype, device_type: str) -> float:
     """gemm_rel such that |g - a.b| <= gemm_rel ||a|| ||b|| for the tile value g that GramPlan.tiles computes.
 
-    Each slice of K columns is a GEMM with error gamma_K sum|a_i b_i| over its columns; reduced-precision matmul
-    modes first round the inputs (2 u_in + u_in^2 per product); the float64 sum of the slices adds
-    gamma_slices(2^-53) of the slice magnitudes. Cauchy-Schwarz bounds every sum |a_i b_i| by ||a|| ||b||.
-    Returns inf when K u >= 1/2 (D beyond 8M in one float32 slice): every pair is then decided exactly.
+    Each slice of K columns is a GEMM with error float32_matmul_error(K) (float64: gamma_K) of the sum of
+    |a_i b_i| over its columns; the float64 sum of the slices adds gamma_slices(2^-53) of the slice magnitudes.
+    Cauchy-Schwarz bounds every sum |a_i b_i| by ||a|| ||b||. Returns inf when K u >= 1/2 (D beyond 8M in one
+    float32 slice): every pair is then decided exactly.
     """
     k = split_k(width, dtype)
-    unit = _F32_UNIT if dtype == torch.float32 else _F64_UNIT
-    u_in = _matmul_input_rounding(device_type) if dtype == torch.float32 else 0.0
-    per_slice = (2.0 * u_in + u_in * u_in) + _gamma(k, unit) * (1.0 + u_in) ** 2
+    per_slice = float32_matmul_error(k, device_type) if dtype == torch.float32 else _gamma(k, _F64_UNIT)
     slices = -(-width // k)
     return per_slice + _gamma(slices, _F64_UNIT) * (1.0 + per_slice)
 

@@ -18,6 +18,7 @@ from .. import _check, _dispatch, _ext
 from ..layout import ParamLayout
 from ..packed_masks import PackedMasks
 from ..zoo.architectures import ACTIVATIONS
+from . import _gram
 from .iou import error_masks
 
 # Activations (per model, per sample) held at once when chunking over models.
@@ -65,6 +66,8 @@ def _stacked_tensor(layout: ParamLayout, weights: torch.Tensor, name: str, fixed
 
 # csrc/eval/mlp_head.h Activation codes, for the torch modules the kernel reproduces exactly (default settings).
 _KERNEL_ACTIVATIONS = {nn.ReLU: 0, nn.LeakyReLU: 1, nn.Tanh: 2, nn.GELU: 3, nn.Sigmoid: 4}
+# Codes whose activation torch applies to the hidden layer before the head (the kernel fuses only ReLU-like ones).
+_TORCH_APPLIED = {2: torch.tanh_, 3: F.gelu, 4: torch.sigmoid_}
 _MAX_KERNEL_WIDTH = 256  # hidden width and classes (kMaxHeadWidth, kMaxHeadClasses)
 
 
@@ -90,21 +93,30 @@ def _two_layer_kernel_plan(layers: list[nn.Module] | None, template: nn.Module) 
 
 
 def _kernel_chunk(impl: str, plan: tuple[str, str, int], template: nn.Module, layout: ParamLayout,
-                  weights: torch.Tensor, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predictions [B, S] and mean losses [B]: one GEMM for the first layer, the compiled head for the rest."""
+                  weights: torch.Tensor, x: torch.Tensor, labels: torch.Tensor,
+                  input_norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictions [B, S], per-sample losses [B, S] and uncertain [B, S] (csrc/eval/mlp_head.h certificate):
+    one GEMM for every model's first layer, the compiled head for the rest."""
     first, second, code = plan
     modules = dict(template.named_modules())
     w1 = _stacked_tensor(layout, weights, f"{first}.weight", modules[first].weight)  # [B, H, I]
     b1 = _stacked_tensor(layout, weights, f"{first}.bias", modules[first].bias)  # [B, H]
     w2 = _stacked_tensor(layout, weights, f"{second}.weight", modules[second].weight).contiguous()  # [B, C, H]
     b2 = _stacked_tensor(layout, weights, f"{second}.bias", modules[second].bias).contiguous()  # [B, C]
-    x = x.flatten(1)
-    hidden = torch.addmm(b1.reshape(-1), x, w1.reshape(-1, w1.shape[2]).t())  # [S, B * H]
-    models, samples = weights.shape[0], x.shape[0]
-    predictions = torch.empty(models, samples, dtype=torch.int64, device=x.device)
-    nll = torch.empty(models, samples, dtype=torch.float32, device=x.device)
-    _ext.call(impl, "mlp_head", hidden, w2, b2, labels.contiguous(), code, predictions, nll)
-    return predictions, nll.mean(dim=1, dtype=torch.float64).float()
+    models, width, features = w1.shape
+    hidden = torch.addmm(b1.reshape(-1, 1), w1.reshape(-1, features), x.t())  # [B * H, S]
+    if code in _TORCH_APPLIED:  # transcendentals: torch's vectorised functions, as in the per-model forward
+        hidden = _TORCH_APPLIED[code](hidden)
+    gamma1 = _gram.float32_matmul_error(features + 1, x.device.type)
+    unit_error_scale = (torch.linalg.vector_norm(w1, dim=2, dtype=torch.float64) * gamma1).float()
+    unit_error_offset = (b1.double().abs() * gamma1).float().contiguous()
+    dot_error = _gram.float32_matmul_error(width + 1, x.device.type)
+    predictions = torch.empty(models, x.shape[0], dtype=torch.int64, device=x.device)
+    nll = torch.empty(models, x.shape[0], dtype=torch.float32, device=x.device)
+    uncertain = torch.empty(models, x.shape[0], dtype=torch.uint8, device=x.device)
+    _ext.call(impl, "mlp_head", hidden, w2, b2, labels.contiguous(), code, unit_error_scale, unit_error_offset,
+              input_norms, dot_error, predictions, nll, uncertain)
+    return predictions, nll, uncertain.bool()
 
 
 def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch.Tensor, x: torch.Tensor,
@@ -206,6 +218,9 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
     impl = _dispatch.choose("evaluate", inputs.device.type, "auto")
     float32 = inputs.dtype == torch.float32 and weights.dtype == torch.float32
     plan = _two_layer_kernel_plan(layers, template) if impl != "torch" and float32 else None
+    if plan is not None:
+        flat_inputs = inputs.flatten(1)
+        input_norms = torch.linalg.vector_norm(flat_inputs, dim=1, dtype=torch.float64).float()
     # Activations per model and sample: the widest Linear output of a stack; for other templates the input
     # size stands in for the (unknown) widest activation.
     width = max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers else inputs[0].numel()
@@ -215,13 +230,51 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
         for start in range(0, weights.shape[0], chunk):
             block = weights[start : start + chunk]
             if plan is not None:
-                block_predictions, block_losses = _kernel_chunk(impl, plan, template, layout, block, inputs, labels)
-                predictions.append(block_predictions)
-                losses.append(block_losses)
-                continue
-            logits = (_stacked_logits(layers, layout, block, inputs, template) if layers is not None
-                      else _vmapped_logits(template, layout, block, inputs)).float()
-            predictions.append(logits.argmax(dim=2))
-            target = labels.expand(logits.shape[0], -1)
-            losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1))
+                block_predictions, nll, uncertain = _kernel_chunk(impl, plan, template, layout, block, flat_inputs,
+                                                                  labels, input_norms)
+                block_losses = nll.mean(dim=1, dtype=torch.float64).float()
+            else:
+                logits = (_stacked_logits(layers, layout, block, inputs, template) if layers is not None
+                          else _vmapped_logits(template, layout, block, inputs)).float()
+                block_predictions = logits.argmax(dim=2)
+                uncertain = _near_ties(logits)
+                target = labels.expand(logits.shape[0], -1)
+                block_losses = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1)
+            _settle(template, layout, block, inputs, uncertain, block_predictions)
+            predictions.append(block_predictions)
+            losses.append(block_losses)
     return predictions, losses
+
+
+# Batched products sum in another order than the per-model forward, which moves a float32 logit by about 1e-6
+# of its magnitude; without a certificate (the compiled head has one), a top-2 margin below this share of the
+# logits' scale is treated as a possible flip and recomputed.
+_NEAR_TIE = 1e-3
+
+
+def _near_ties(logits: torch.Tensor) -> torch.Tensor:
+    """[B, S] bool: the top two logits are within _NEAR_TIE of each other (relative), or not finite."""
+    if logits.shape[2] < 2:
+        return torch.zeros(logits.shape[:2], dtype=torch.bool, device=logits.device)
+    top2 = logits.topk(2, dim=2).values
+    scale = 1.0 + logits.abs().amax(dim=2)
+    return ~((top2[..., 0] - top2[..., 1]) > _NEAR_TIE * scale)
+
+
+def _settle(template: nn.Module, layout: ParamLayout, weights: torch.Tensor, inputs: torch.Tensor,
+            uncertain: torch.Tensor, predictions: torch.Tensor) -> None:
+    """Overwrites the uncertain predictions with those of the per-model forward (the loop twin's arithmetic).
+
+    Each model with uncertain samples runs the template on just those inputs: a GEMM computes each output row
+    from its input row alone, so the rows come out as in the full-batch forward. A lone row is paired with a
+    neighbour, because a one-row batch takes a matrix-vector path with other sums.
+    """
+    base = dict(template.named_parameters()) | dict(template.named_buffers())
+    samples = inputs.shape[0]
+    for model in uncertain.any(dim=1).nonzero().flatten().tolist():
+        rows = uncertain[model].nonzero().flatten()
+        run = rows if len(rows) > 1 or samples == 1 else torch.cat([rows, (rows + 1) % samples])
+        # Fresh tensors, aligned like the loop's parameters (load_state_dict copies into allocator memory).
+        params = {e.name: weights[model, e.offset : e.offset + e.numel].view(e.shape).clone() for e in layout.entries}
+        logits = torch.func.functional_call(template, base | params, (inputs[run],))
+        predictions[model, rows] = logits[: len(rows)].argmax(dim=1)
