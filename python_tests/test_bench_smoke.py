@@ -118,9 +118,32 @@ def test_bench_evaluate_small_prints_table_targets_and_json(tmp_path, capsys):
     for method in ("evaluate", "loop", "vmap"):
         assert f" {method} " in printed
     targets = [line for line in printed.splitlines() if line.startswith("target: ")]
-    assert len(targets) == 3 and "loop/evaluate" in targets[0] and "vmap/evaluate" in targets[1]
+    assert len(targets) == 4 and "loop/evaluate" in targets[0] and "vmap/evaluate" in targets[1]
+    assert targets[2].startswith("target: cnn") and "memory" in targets[3]
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 2
+    assert [record["arch"] for record in records] == ["mlp", "mlp", "cnn"]
     for record in records:
         assert record["op"] == "evaluate" and "build_info" in record
-        assert all(m["agreement"] > 0.999 for m in record["methods"].values())
+        assert all(m["agreement"] == 1.0 for m in record["methods"].values())  # evaluate reproduces the loop
+
+
+@pytest.mark.slow  # a few seconds on the 2-core machine
+def test_bench_chamfer_small_prints_table_targets_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+    assert bench_main(["chamfer", "--sizes", "small", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ms/pair" in printed and "max rel diff" in printed
+    for method in ("chamfer_matrix", "cdist_chunked", "ckdtree"):
+        assert f" {method} " in printed
+    targets = [line for line in printed.splitlines() if line.startswith("target: ")]
+    assert len(targets) == 3
+    assert "cdist_chunked/chamfer_matrix" in targets[0] and "ckdtree/chamfer_matrix" in targets[1]
+    assert "O(tile)" in targets[2]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["case"], r["sizes"]["n"], r["sizes"]["m"]) for r in records] == [("shapes", 8, 12)]
+    record = records[0]
+    assert record["op"] == "chamfer" and record["build_info"] == wmf.build_info()
+    assert set(record["methods"]) == {"chamfer_matrix", "cdist_chunked", "ckdtree"}
+    # cKDTree's float64 distances agree with the exact kernel; the cdist expansion only roughly (near-duplicates).
+    assert record["methods"]["ckdtree"]["max_rel_diff"] <= 1e-6
+    assert all(m["runs"] >= 1 and m["seconds"] > 0 for m in record["methods"].values())

@@ -7,7 +7,8 @@ from torch import nn
 
 import weightmem_fast as wmf
 from weightmem_fast.layout import ParamLayout
-from weightmem_fast.zoo import ACTIVATIONS, mlp
+from weightmem_fast.ops import eval as ops_eval
+from weightmem_fast.zoo import ACTIVATIONS, cnn, cnn_bn, mlp, pdiff_subset
 
 # Across devices, near-ties may flip between summation orders (STYLE §6): CUDA results are compared with the
 # CPU twin where the twin's top-2 logit margin exceeds this. On one device predictions must be identical.
@@ -53,11 +54,46 @@ def test_models_are_chunked_without_changing_results():
     torch.testing.assert_close(whole.loss, chunked.loss, rtol=1e-6, atol=1e-7)  # GEMM blocking changes with B
 
 
-def test_cnn_goes_through_vmap_and_matches_the_loop():
-    template = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10))
-    weights = 0.3 * torch.randn(6, ParamLayout.from_module(template).size)
+def test_cnns_go_through_grouped_convolutions_and_match_the_loop():
+    torch.manual_seed(0)
+    template = cnn(1, 8, 10)  # Hyper-Representations' zoo CNN at digits size
+    models = [cnn(1, 8, 10) for _ in range(6)]
+    weights = ParamLayout.from_module(template).flatten([m.state_dict() for m in models])
     inputs, labels = torch.rand(25, 1, 8, 8), torch.randint(0, 10, (25,))
     assert_matches_twin(template, weights, inputs, labels)
+    assert ops_eval._stacked_module(template, ParamLayout.from_module(template), weights) is not None
+
+
+def test_inputs_are_sliced_when_one_model_exceeds_the_activation_budget(monkeypatch):
+    template = cnn(1, 8, 10)
+    weights = ParamLayout.from_module(template).flatten([cnn(1, 8, 10).state_dict() for _ in range(3)])
+    inputs, labels = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    whole = wmf.evaluate(template, weights, inputs, labels)
+    monkeypatch.setattr(ops_eval, "_CHUNK_ELEMENTS", 1000)  # below one model's activations on 40 inputs
+    sliced = wmf.evaluate(template, weights, inputs, labels)
+    assert torch.equal(whole.predictions, sliced.predictions)
+    torch.testing.assert_close(whole.loss, sliced.loss, rtol=1e-6, atol=1e-7)
+
+
+def test_batchnorm_models_keep_their_own_statistics_and_p_diff_subsets_work():
+    torch.manual_seed(0)
+    template = cnn_bn(1, 10)
+    for module in template.modules():  # non-trivial running statistics, so a mix-up would show
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    subset = ParamLayout.from_module(template, include=pdiff_subset(template))
+    base = subset.flatten([template.state_dict()])
+    weights = base + 0.3 * torch.randn(5, subset.size)
+    inputs, labels = torch.rand(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    assert_matches_twin(template, weights, inputs, labels, subset)
+
+
+def test_templates_nothing_else_handles_go_through_vmap():
+    template = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.ReLU(), nn.Linear(5, 3))
+    weights = torch.randn(4, ParamLayout.from_module(template).size)
+    assert ops_eval._stacked_module(template, ParamLayout.from_module(template), weights) is None
+    assert_matches_twin(template, weights, torch.randn(15, 6), torch.randint(0, 3, (15,)))
 
 
 def test_subset_layout_keeps_the_template_elsewhere():

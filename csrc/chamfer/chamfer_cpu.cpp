@@ -6,9 +6,9 @@
 // kColBlock points whose coordinates and column minima stay in L1 (16 KB for float). WMF_CPU_CLONES picks the
 // instruction set at load time; the inner loop is plain C++ that GCC vectorises (vsubps/vmulps/vaddps/vminps).
 //
-// Padding: a's SoA is padded to a multiple of kRows with +inf and b's to a multiple of kLanes with -inf, so every
-// distance involving padding is (-inf)^2 = +inf (never inf - inf = NaN, as real coordinates are finite) and never
-// wins a minimum; the padded minima are not summed.
+// Padding: both SoA copies are padded to a multiple of kLanes (a multiple of kRows), a's with +inf and b's with
+// -inf, so every difference involving padding is -inf (b - a: never inf - inf = NaN, as real coordinates are
+// finite), every such distance +inf, and padding never wins a real point's minimum; padded minima are not summed.
 
 // No fused multiply-add: the contract (chamfer.h) rounds every product and sum, as the CUDA kernel and the twin do.
 // GCC contracts across statements by default in GNU mode, and the AVX-512 clone has FMA.
@@ -166,7 +166,7 @@ void chamfer_matrix_cpu(CloudBatch<T> a, CloudBatch<T> b, bool squared, bool sym
   WMF_CHECK(out.rows == a.count && out.cols == b.count, "out must be [N, M]");
   WMF_CHECK(!symmetric || (a.data == b.data && a.count == b.count && a.points == b.points),
             "symmetric mode needs the same batch twice");
-  // kLanes is a multiple of kRows, so both paddings keep every SoA segment 64-byte aligned for float.
+  // Padded to kLanes points (a multiple of kRows): every SoA segment of the scratch stays 64-byte aligned.
   const int64_t pa = round_up(a.points, kLanes);
   const int64_t pb = round_up(b.points, kLanes);
   const int64_t pairs = a.count * b.count;

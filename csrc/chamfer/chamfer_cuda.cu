@@ -101,8 +101,13 @@ __device__ double block_sum(double v, double* warp_sums) {
   return total;
 }
 
+// Blocks per SM the register budget must allow: float needs ~60 registers and, left alone, ptxas picks 48 and
+// spills; double needs ~120 and spills when held to 64.
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+constexpr int kMinBlocks = sizeof(T) == 4 ? 4 : 1;
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<T>)
     chamfer_matrix_kernel(CloudBatch<T> a, CloudBatch<T> b, bool squared, bool symmetric, Mat<T> out) {
   __shared__ PointTile<T> tile;
   __shared__ double warp_sums[kThreads / kWarp];

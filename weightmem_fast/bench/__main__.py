@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import weightmem_fast as wmf
 
-from . import distances, evaluate, similarity
+from . import chamfer, distances, evaluate, similarity
 
 
 class BenchOp(NamedTuple):
@@ -27,6 +27,7 @@ OPS: dict[str, BenchOp] = {
     "distances": BenchOp(distances.SUMMARY, distances.add_arguments, distances.run),
     "similarity": BenchOp(similarity.SUMMARY, similarity.add_arguments, similarity.run),
     "evaluate": BenchOp(evaluate.SUMMARY, evaluate.add_arguments, evaluate.run),
+    "chamfer": BenchOp(chamfer.SUMMARY, chamfer.add_arguments, chamfer.run),
 }
 
 

@@ -35,12 +35,12 @@ def _as_kernel_dtype(x: torch.Tensor) -> torch.Tensor:
 
 
 def _validated_pair(
-    names: tuple[str, str], a: object, b: object, batched: bool
+    names: tuple[str, str], a: object, b: object, batched: bool, none_is_a: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Validated (a, b, same): ``same`` when b is a itself (or None), so a symmetric computation applies."""
+    """Validated (a, b, same): ``same`` when b is a itself (or None, if ``none_is_a``), so a symmetric
+    computation applies."""
     a = _check.point_clouds(names[0], a, batched=batched)
-    same = b is None or b is a
-    if same:
+    if b is a or (b is None and none_is_a):
         return a, a, True
     b = _check.point_clouds(names[1], b, batched=batched, like=a, like_name=names[0])
     return a, b, False
@@ -94,7 +94,7 @@ def chamfer_matrix(
         >>> wmf.chamfer_matrix(a, b)  # (0 + 1) / 2 from a's side, 0 from b's side
         tensor([[0.5000]])
     """
-    A, B, same = _validated_pair(("A", "B"), A, B, batched=True)
+    A, B, same = _validated_pair(("A", "B"), A, B, batched=True, none_is_a=True)
     squared = _check_flag("squared", squared)
     impl = _dispatch.choose("chamfer_matrix", A.device.type, backend)
     A = _as_kernel_dtype(A)

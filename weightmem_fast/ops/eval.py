@@ -8,6 +8,7 @@ results (``weightmem_fast.reference.evaluate``).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,8 @@ from .. import _check, _dispatch, _ext
 from ..layout import ParamLayout
 from ..packed_masks import PackedMasks
 from ..zoo.architectures import ACTIVATIONS
+from ..zoo.loop import activation_width
+from ..zoo.stacked import StackedModel, sample_dims
 from . import _gram
 from .iou import error_masks
 
@@ -146,6 +149,21 @@ def _stacked_logits(layers: list[nn.Module], layout: ParamLayout, weights: torch
     return h
 
 
+def _stacked_module(template: nn.Module, layout: ParamLayout, weights: torch.Tensor) -> StackedModel | None:
+    """The B models as one StackedModel in eval mode (grouped convolutions, per-model BatchNorm statistics), or
+    None when the template starts with a Linear layer (the stacked-GEMM path) or has a module it cannot stack."""
+    try:
+        if sample_dims(template) != 3:
+            return None
+        stacked = StackedModel([template] * weights.shape[0]).eval().requires_grad_(False)
+    except ValueError:
+        return None
+    tensors = stacked.stacked_tensors()
+    for entry in layout.entries:
+        tensors[entry.name].copy_(weights[:, entry.offset : entry.offset + entry.numel].view(-1, *entry.shape))
+    return stacked
+
+
 def _vmapped_logits(template: nn.Module, layout: ParamLayout, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """[B, S, C] logits through torch.func.vmap over functional_call (any template)."""
     base = dict(template.named_parameters()) | dict(template.named_buffers())
@@ -221,10 +239,12 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
     if plan is not None:
         flat_inputs = inputs.flatten(1)
         input_norms = torch.linalg.vector_norm(flat_inputs, dim=1, dtype=torch.float64).float()
-    # Activations per model and sample: the widest Linear output of a stack; for other templates the input
-    # size stands in for the (unknown) widest activation.
-    width = max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers else inputs[0].numel()
+    # Activations per model and sample: the widest Linear output of a stack, else the widest module output.
+    width = (max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers
+             else activation_width(template, inputs[0]))
     chunk = batch_size or max(1, _CHUNK_ELEMENTS // (inputs.shape[0] * width))
+    # One model's activations on all inputs may exceed the budget (CNNs): inputs go in slices then.
+    sample_chunk = max(1, _CHUNK_ELEMENTS // (chunk * width))
     predictions, losses = [], []
     with torch.no_grad():
         for start in range(0, weights.shape[0], chunk):
@@ -234,8 +254,7 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
                                                                   labels, input_norms)
                 block_losses = nll.mean(dim=1, dtype=torch.float64).float()
             else:
-                logits = (_stacked_logits(layers, layout, block, inputs, template) if layers is not None
-                          else _vmapped_logits(template, layout, block, inputs)).float()
+                logits = _logits(template, layers, layout, block, inputs, sample_chunk).float()
                 block_predictions = logits.argmax(dim=2)
                 uncertain = _near_ties(logits)
                 target = labels.expand(logits.shape[0], -1)
@@ -244,6 +263,18 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
             predictions.append(block_predictions)
             losses.append(block_losses)
     return predictions, losses
+
+
+def _logits(template: nn.Module, layers: list[nn.Module] | None, layout: ParamLayout, weights: torch.Tensor,
+            inputs: torch.Tensor, sample_chunk: int) -> torch.Tensor:
+    """[B, S, C] logits of B models without the compiled head: stacked GEMMs for Linear stacks, a StackedModel
+    (grouped convolutions) for CNNs, else vmap(functional_call); inputs in slices of ``sample_chunk``."""
+    if layers is not None:
+        return _stacked_logits(layers, layout, weights, inputs, template)
+    stacked = _stacked_module(template, layout, weights)
+    forward = stacked if stacked is not None else functools.partial(_vmapped_logits, template, layout, weights)
+    return torch.cat([forward(inputs[start : start + sample_chunk])
+                      for start in range(0, inputs.shape[0], sample_chunk)], dim=1)
 
 
 # Batched products sum in another order than the per-model forward, which moves a float32 logit by about 1e-6

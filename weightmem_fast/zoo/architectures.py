@@ -140,8 +140,8 @@ def cnn_bn(in_channels: int = 1, classes: int = 10, width: int = 8, activation: 
     (``pdiff_subset``), 4 * 2 * width values (64 at the default width).
 
     Parameters (1 input channel, 10 classes): 9,794 at width 8, 38,266 at width 16. The BatchNorm running
-    statistics are 2 more values per BatchNorm channel (208 at width 8, 416 at width 16). Any input size of at least 2 x 2 works (global
-    pooling).
+    statistics are 2 more values per BatchNorm channel (208 at width 8, 416 at width 16). Any input size of at
+    least 2 x 2 works (global pooling).
     """
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive int; got {width!r}")

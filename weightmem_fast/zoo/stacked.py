@@ -119,7 +119,8 @@ def sample_dims(model: nn.Module) -> int:
             return 3
         if next(module.parameters(recurse=False), None) is not None:
             break
-    raise ValueError(f"StackedModel needs a model that starts with a Linear or Conv2d layer; got {type(model).__name__}")
+    raise ValueError(f"StackedModel needs a model that starts with a Linear or Conv2d layer; got "
+                     f"{type(model).__name__}")
 
 
 def _check_same_architecture(models: list[nn.Module]) -> None:
@@ -172,7 +173,12 @@ class _StackedLinear(nn.Module):
 
 class _StackedConv2d(nn.Module):
     """B Conv2d layers as one grouped convolution: weight [B, out, in / groups, kh, kw], bias [B, out];
-    [S, B * in, H, W] -> [S, B * out, H', W']."""
+    [S, B * in, H, W] -> [S, B * out, H', W'].
+
+    A full convolution (stride 1, padding = dilation * (kernel - 1), one group; ``cnn``'s conv2 on small inputs)
+    runs as the equal transposed convolution with the flipped kernel, which skips the products with padding zeros
+    (twice as fast for ``cnn`` on digits).
+    """
 
     def __init__(self, layers: list[nn.Conv2d], name: str) -> None:
         super().__init__()
@@ -184,9 +190,14 @@ class _StackedConv2d(nn.Module):
         self.bias = _stacked_parameter([layer.bias for layer in layers])
         self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
         self.groups = len(layers) * first.groups
+        full = tuple(d * (k - 1) for d, k in zip(first.dilation, first.kernel_size))
+        self.full = first.stride == (1, 1) and first.padding == full and first.groups == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.flatten()
+        if self.full:
+            kernel = self.weight.flip(-2, -1).transpose(1, 2).flatten(0, 1)  # [B * in, out, kh, kw]
+            return F.conv_transpose2d(x, kernel, bias, groups=self.groups, dilation=self.dilation)
         return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation, self.groups)
 
 

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ..io import Zoo
 from .data import Dataset
-from .loop import check_dataset, check_int, positive_float, steps_per_epoch, train_runs
+from .loop import check_dataset, check_float, check_int, steps_per_epoch, train_runs
 from .runs import RunConfig, plan_runs
 
 
@@ -32,7 +32,7 @@ def train_zoo(
     stacked forward and backward pass.
 
     Model i has seed ``seed + i`` for its initialisation (``make_model``) and its own data order. Its result does
-    not depend on which other models share its batch, nor on ``chunk``.
+    not depend on which other models share its batch, nor on ``chunk``, up to float rounding (see ``zoo.loop``).
 
     Args:
         arch: "mlp", "cnn" or "cnn_bn" (``ARCHITECTURES``); MLPs get flattened inputs.
@@ -63,7 +63,7 @@ def train_zoo(
     data = check_dataset(data)
     n_models, epochs = check_int("n_models", n_models), check_int("epochs", epochs)
     batch_size, chunk = check_int("batch_size", batch_size), check_int("chunk", chunk)
-    runs = plan_runs(n_models, check_int("seed", seed, 0), positive_float("lr", lr), init, arch_kwargs, vary)
+    runs = plan_runs(n_models, check_int("seed", seed, 0), check_float("lr", lr), init, arch_kwargs, vary)
     steps = epochs * steps_per_epoch(data.train_x.shape[0], batch_size)
     with tqdm(total=n_models * steps, unit="model-step", disable=not progress, desc=f"training {arch} zoo") as bar:
         layout, checkpoints = train_runs(arch, data, runs, steps, [steps], batch_size=batch_size, chunk=chunk,
