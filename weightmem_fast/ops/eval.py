@@ -8,6 +8,7 @@ results (``weightmem_fast.reference.evaluate``).
 """
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -296,16 +297,20 @@ def _settle(template: nn.Module, layout: ParamLayout, weights: torch.Tensor, inp
             uncertain: torch.Tensor, predictions: torch.Tensor) -> None:
     """Overwrites the uncertain predictions with those of the per-model forward (the loop twin's arithmetic).
 
-    Each model with uncertain samples runs the template on just those inputs: a GEMM computes each output row
-    from its input row alone, so the rows come out as in the full-batch forward. A lone row is paired with a
-    neighbour, because a one-row batch takes a matrix-vector path with other sums.
+    Each model with uncertain samples is copied into one private copy of the template, as the loop's
+    ``load_state_dict`` does, and run on just those inputs: a GEMM computes each output row from its input row
+    alone, so the rows come out as in the full-batch forward. A lone row is paired with a neighbour, because a
+    one-row batch takes a matrix-vector path with other sums.
     """
-    base = dict(template.named_parameters()) | dict(template.named_buffers())
+    pairs = uncertain.nonzero()  # row-major: grouped by model
+    if len(pairs) == 0:
+        return
+    model = copy.deepcopy(template)
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     samples = inputs.shape[0]
-    for model in uncertain.any(dim=1).nonzero().flatten().tolist():
-        rows = uncertain[model].nonzero().flatten()
+    models, counts = torch.unique_consecutive(pairs[:, 0], return_counts=True)
+    for index, rows in zip(models.tolist(), pairs[:, 1].split(counts.tolist())):
+        for entry in layout.entries:
+            tensors[entry.name].copy_(weights[index, entry.offset : entry.offset + entry.numel].view(entry.shape))
         run = rows if len(rows) > 1 or samples == 1 else torch.cat([rows, (rows + 1) % samples])
-        # Fresh tensors, aligned like the loop's parameters (load_state_dict copies into allocator memory).
-        params = {e.name: weights[model, e.offset : e.offset + e.numel].view(e.shape).clone() for e in layout.entries}
-        logits = torch.func.functional_call(template, base | params, (inputs[run],))
-        predictions[model, rows] = logits[: len(rows)].argmax(dim=1)
+        predictions[index, rows] = model(inputs[run])[: len(rows)].argmax(dim=1)
