@@ -11,6 +11,7 @@
 #include "distances/pairwise_from_gram.h"
 #include "neighbors/candidate_state.h"
 #include "eval/mlp_head.h"
+#include "eval/small_cnn.h"
 #include "iou/max_iou.h"
 #include "neighbors/nearest_scan.h"
 
@@ -297,6 +298,36 @@ void def_mlp_head(py::module_& m, const char* name, Launch launch) {
       py::arg("hidden"), py::arg("w2"), py::arg("b2"), py::arg("labels"), py::arg("activation"),
       py::arg("unit_error_scale"), py::arg("unit_error_offset"), py::arg("input_norms"), py::arg("dot_error"),
       py::arg("predictions"), py::arg("nll"), py::arg("uncertain"), py::arg("device"), py::arg("stream"));
+}
+
+// layers: int64 [count, 12] rows (op, act, in_c, in_h, in_w, out_c, out_h, out_w, kernel, pad, weight_offset,
+// bias_offset), as weightmem_fast/ops/eval.py builds them.
+template <class Launch>
+void def_small_cnn_logits(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& layers, int64_t max_map, const TensorArg& weights, const TensorArg& inputs,
+               const TensorArg& logits, int device, std::uintptr_t stream) {
+        const ConstMat<int64_t> table = as_const_mat<int64_t>(layers, "layers");
+        WMF_CHECK(table.cols == 12 && table.rows >= 1 && table.col_stride == 1, "layers must be [count >= 1, 12]");
+        std::vector<CnnLayer> net(static_cast<size_t>(table.rows));
+        for (int64_t i = 0; i < table.rows; ++i) {
+          const int64_t* r = table.row(i);
+          WMF_CHECK(r[0] >= 0 && r[0] <= 3, "unknown layer kind ", r[0]);
+          net[i] = CnnLayer{static_cast<CnnOp>(r[0]),      static_cast<int32_t>(r[1]), static_cast<int32_t>(r[2]),
+                            static_cast<int32_t>(r[3]),    static_cast<int32_t>(r[4]), static_cast<int32_t>(r[5]),
+                            static_cast<int32_t>(r[6]),    static_cast<int32_t>(r[7]), static_cast<int32_t>(r[8]),
+                            static_cast<int32_t>(r[9]),    r[10],                      r[11]};
+        }
+        const ConstMat<float> wv = as_const_mat<float>(weights, "weights");
+        const ConstMat<float> iv = as_const_mat<float>(inputs, "inputs");
+        const Mat<float> lv = as_mat<float>(logits, "logits");
+        py::gil_scoped_release release;
+        launch(SmallCnn{net.data(), static_cast<int32_t>(net.size()), max_map}, wv, iv, lv, CudaCtx{device, stream});
+      },
+      "Logits of B small CNNs (conv, max-pool, ReLU-like, linear layers) on shared inputs, fused per sample tile.",
+      py::arg("layers"), py::arg("max_map"), py::arg("weights"), py::arg("inputs"), py::arg("logits"),
+      py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

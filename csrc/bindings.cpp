@@ -10,6 +10,7 @@
 #include "distances/pairwise_from_gram.h"
 #include "distances/row_norms.h"
 #include "eval/mlp_head.h"
+#include "eval/small_cnn.h"
 #include "iou/iou_matrix.h"
 #include "iou/max_iou.h"
 #include "iou/pack_masks.h"
@@ -55,6 +56,9 @@ PYBIND11_MODULE(_C, m) {
   });
 
   def_mlp_head(m, "mlp_head_cpu", [](auto head, auto cert, auto out, CudaCtx) { mlp_head_cpu(head, cert, out); });
+  def_small_cnn_logits(m, "small_cnn_logits_cpu", [](auto net, auto weights, auto inputs, auto logits, CudaCtx) {
+    small_cnn_logits_cpu(net, weights, inputs, logits);
+  });
   py::dict info;
   info["version"] = WMF_VERSION;
 #if defined(__clang__)

@@ -7,8 +7,9 @@ from torch import nn
 
 import weightmem_fast as wmf
 from weightmem_fast.layout import ParamLayout
+from weightmem_fast.ops import _small_cnn
 from weightmem_fast.ops import eval as ops_eval
-from weightmem_fast.zoo import ACTIVATIONS, cnn, cnn_bn, mlp, pdiff_subset
+from weightmem_fast.zoo import ACTIVATIONS, cnn, cnn_bn, mlp, pdiff_subset, zoo_layout
 from weightmem_fast.zoo.loop import activation_width
 
 # Across devices, near-ties may flip between summation orders (STYLE §6): CUDA results are compared with the
@@ -55,19 +56,64 @@ def test_models_are_chunked_without_changing_results():
     torch.testing.assert_close(whole.loss, chunked.loss, rtol=1e-6, atol=1e-7)  # GEMM blocking changes with B
 
 
-def test_cnns_go_through_grouped_convolutions_and_match_the_loop():
+def test_batchnorm_cnns_go_through_grouped_convolutions_with_each_models_statistics():
     torch.manual_seed(0)
-    template = cnn(1, 8, 10)  # Hyper-Representations' zoo CNN at digits size
-    models = [cnn(1, 8, 10) for _ in range(6)]
-    weights = ParamLayout.from_module(template).flatten([m.state_dict() for m in models])
+    models = [cnn_bn(1, 10) for _ in range(4)]
+    for model in models:  # each model its own running statistics, so a mix-up would show
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    layout = zoo_layout(models[0])  # parameters and running statistics
+    weights = layout.flatten([m.state_dict() for m in models])
+    assert ops_eval._stacked_module(models[0], layout, weights) is not None
     inputs, labels = torch.rand(25, 1, 8, 8), torch.randint(0, 10, (25,))
+    assert_matches_twin(models[0], weights, inputs, labels, layout)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_the_fused_cnn_kernel_runs_the_hr_family_and_matches_the_loop(activation):
+    torch.manual_seed(1)
+    template = cnn(1, 28, 10, activation)  # the study's 2,464-parameter CNN
+    layout = ParamLayout.from_module(template)
+    assert _small_cnn.plan(template, layout, (1, 28, 28)) is not None
+    weights = layout.flatten([cnn(1, 28, 10, activation).state_dict() for _ in range(5)])
+    inputs, labels = torch.randn(37, 1, 28, 28), torch.randint(0, 10, (37,))  # 37: a partial lane tile
     assert_matches_twin(template, weights, inputs, labels)
-    assert ops_eval._stacked_module(template, ParamLayout.from_module(template), weights) is not None
+
+
+@pytest.mark.parametrize("change", ["stride", "avgpool", "tanh", "fixed_tensor"])
+def test_cnns_outside_the_fused_kernel_take_the_stacked_path_and_match(change):
+    layers = [nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 5)]
+    if change == "stride":
+        layers[0], layers[4] = nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.Linear(16, 5)
+    elif change == "avgpool":
+        layers[2] = nn.AvgPool2d(2)
+    elif change == "tanh":
+        layers[1] = nn.Tanh()
+    template = nn.Sequential(*layers)
+    include = ["0", "4.weight"] if change == "fixed_tensor" else None  # 4.bias stays the template's
+    layout = ParamLayout.from_module(template, include=include)
+    assert _small_cnn.plan(template, layout, (1, 8, 8)) is None
+    weights = 0.5 * torch.randn(4, layout.size)
+    assert_matches_twin(template, weights, torch.rand(21, 1, 8, 8), torch.randint(0, 5, (21,)), layout)
+
+
+@pytest.mark.parametrize("where", ["weights", "inputs"])
+def test_nan_through_the_fused_cnn_is_passed_on_as_torch_does(where):
+    template = cnn(1, 8, 10)
+    weights = ParamLayout.from_module(template).flatten([cnn(1, 8, 10).state_dict() for _ in range(3)])
+    inputs, labels = torch.rand(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    if where == "weights":
+        weights[1, 5] = float("nan")
+    else:
+        inputs[4, 0, 3, 3] = float("nan")
+    assert_matches_twin(template, weights, inputs, labels)
 
 
 def test_inputs_are_sliced_when_one_model_exceeds_the_activation_budget(monkeypatch):
-    template = cnn(1, 8, 10)
-    weights = ParamLayout.from_module(template).flatten([cnn(1, 8, 10).state_dict() for _ in range(3)])
+    template = cnn_bn(1, 10)  # outside the fused kernel: BatchNorm and residual blocks
+    weights = ParamLayout.from_module(template).flatten([cnn_bn(1, 10).state_dict() for _ in range(3)])
     inputs, labels = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
     whole = wmf.evaluate(template, weights, inputs, labels)
     width = activation_width(template, inputs[0])

@@ -22,7 +22,7 @@ from ..packed_masks import PackedMasks
 from ..zoo.architectures import ACTIVATIONS
 from ..zoo.loop import activation_width
 from ..zoo.stacked import StackedModel, sample_dims
-from . import _gram
+from . import _gram, _small_cnn
 from .iou import error_masks
 
 # Activations (per model, per sample) held at once when chunking over models.
@@ -240,9 +240,16 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
     if plan is not None:
         flat_inputs = inputs.flatten(1)
         input_norms = torch.linalg.vector_norm(flat_inputs, dim=1, dtype=torch.float64).float()
-    # Activations per model and sample: the widest Linear output of a stack, else the widest module output.
-    width = (max(m.out_features for m in layers if isinstance(m, nn.Linear)) if layers
-             else activation_width(template, inputs[0]))
+    cnn = (_small_cnn.plan(template, layout, tuple(inputs.shape[1:]))
+           if impl == "cpu" and float32 and layers is None else None)
+    if cnn is not None:
+        finite_inputs = torch.isfinite(inputs.flatten(1)).all(dim=1)[None]
+    # Activations held per model and sample: the widest Linear output of a stack, the logits of the fused CNN
+    # kernel, else the widest module output.
+    if layers:
+        width = max(m.out_features for m in layers if isinstance(m, nn.Linear))
+    else:
+        width = classes if cnn is not None else activation_width(template, inputs[0])
     chunk = batch_size or max(1, _CHUNK_ELEMENTS // (inputs.shape[0] * width))
     # One model's activations on all inputs may exceed the budget (CNNs): inputs go in slices then.
     sample_chunk = max(1, _CHUNK_ELEMENTS // (chunk * width))
@@ -255,9 +262,11 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
                                                                   labels, input_norms)
                 block_losses = nll.mean(dim=1, dtype=torch.float64).float()
             else:
-                logits = _logits(template, layers, layout, block, inputs, sample_chunk).float()
+                logits = _logits(template, layers, layout, block, inputs, sample_chunk, cnn, impl).float()
                 block_predictions = logits.argmax(dim=2)
                 uncertain = _near_ties(logits)
+                if cnn is not None:  # the kernel's max-pool may drop a NaN that torch passes on
+                    uncertain |= ~(torch.isfinite(block).all(dim=1, keepdim=True) & finite_inputs)
                 target = labels.expand(logits.shape[0], -1)
                 block_losses = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(dim=1)
             _settle(template, layout, block, inputs, uncertain, block_predictions)
@@ -267,11 +276,15 @@ def _evaluate_chunks(template: nn.Module, layout: ParamLayout, weights: torch.Te
 
 
 def _logits(template: nn.Module, layers: list[nn.Module] | None, layout: ParamLayout, weights: torch.Tensor,
-            inputs: torch.Tensor, sample_chunk: int) -> torch.Tensor:
-    """[B, S, C] logits of B models without the compiled head: stacked GEMMs for Linear stacks, a StackedModel
-    (grouped convolutions) for CNNs, else vmap(functional_call); inputs in slices of ``sample_chunk``."""
+            inputs: torch.Tensor, sample_chunk: int, cnn: _small_cnn.SmallCnnPlan | None,
+            impl: str) -> torch.Tensor:
+    """[B, S, C] logits of B models without the compiled head: stacked GEMMs for Linear stacks, the fused
+    small-CNN kernel or a StackedModel (grouped convolutions) for CNNs, else vmap(functional_call); inputs in
+    slices of ``sample_chunk`` where activations are held."""
     if layers is not None:
         return _stacked_logits(layers, layout, weights, inputs, template)
+    if cnn is not None:
+        return _small_cnn.logits(impl, cnn, weights, inputs)
     stacked = _stacked_module(template, layout, weights)
     forward = stacked if stacked is not None else functools.partial(_vmapped_logits, template, layout, weights)
     return torch.cat([forward(inputs[start : start + sample_chunk])
