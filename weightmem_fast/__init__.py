@@ -4,7 +4,9 @@ Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpa
 ``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``evaluate`` (issue 5; zoos and I/O in
 ``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``chamfer``, ``chamfer_matrix``,
 ``nearest_shape``, ``shape_metrics``, ``minimum_matching_distance``, ``coverage``, ``one_nn_accuracy`` (issue 6);
-``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live in ``weightmem_fast.reference``.
+weight generators and their shared pieces in ``weightmem_fast.generators``, baselines in
+``weightmem_fast.baselines`` (issue 7); ``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live
+in ``weightmem_fast.reference``.
 """
 from ._version import __version__
 from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
