@@ -18,6 +18,7 @@ import torch
 import weightmem_fast as wmf
 from weightmem_fast.layout import ParamLayout
 from weightmem_fast.zoo import cnn, mlp
+from weightmem_fast.zoo.loop import activation_width
 
 from ._harness import Measurement, environment, format_value, measure, print_report, run_cases
 
@@ -41,7 +42,8 @@ CASES = {
     ("spec", "cuda"): (Case("mlp", 784, 10_000, 10_000), Case("mlp", 64, 10_000, 10_000),
                        Case("cnn", 784, 500, 10_000)),
 }
-VMAP_CHUNK = 250  # models per vmap call: all 1000 at once need several GB of activations
+VMAP_CHUNK = 250  # models per vmap call at most: all 1000 MLPs at once need several GB of activations
+VMAP_ACTIVATIONS = 1 << 27  # and at most this many activation values per call (512 MB: CNN maps are large)
 # Targets from the issue (CPU): evaluate / loop and evaluate / vmap speed-ups per architecture.
 TARGETS = {"mlp": {"loop": 2.0, "vmap": 2.0}, "cnn": {"loop": 3.0}}
 _CPU_ONLY = "a CPU target, for information on this device"
@@ -65,11 +67,13 @@ def _loop(data: Inputs) -> torch.Tensor:
 
 
 def _vmap(data: Inputs) -> torch.Tensor:
-    """The torch.func ensembling recipe, in chunks of VMAP_CHUNK models."""
+    """The torch.func ensembling recipe, in chunks of models sized to VMAP_CHUNK and VMAP_ACTIVATIONS."""
     base = dict(data.template.named_parameters())
+    width = activation_width(data.template, data.inputs[0])
+    chunk = max(1, min(VMAP_CHUNK, VMAP_ACTIVATIONS // (data.inputs.shape[0] * width)))
     out = []
-    for start in range(0, data.weights.shape[0], VMAP_CHUNK):
-        block = data.weights[start : start + VMAP_CHUNK]
+    for start in range(0, data.weights.shape[0], chunk):
+        block = data.weights[start : start + chunk]
         params = {e.name: block[:, e.offset : e.offset + e.numel].reshape(-1, *e.shape) for e in data.layout.entries}
         logits = torch.func.vmap(lambda p: torch.func.functional_call(data.template, base | p, (data.inputs,)))(params)
         out.append(logits.argmax(dim=2))
@@ -84,7 +88,7 @@ class Method(NamedTuple):
 METHODS = {
     "evaluate": Method(_evaluate, "weightmem_fast.evaluate (stacked GEMMs)"),
     "loop": Method(_loop, "reference.evaluate: load_state_dict + forward per model (the study's way)"),
-    "vmap": Method(_vmap, f"torch.func.vmap(functional_call) over chunks of {VMAP_CHUNK} models"),
+    "vmap": Method(_vmap, f"torch.func.vmap(functional_call) over chunks of <= {VMAP_CHUNK} models"),
 }
 
 
