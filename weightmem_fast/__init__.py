@@ -3,8 +3,8 @@
 Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpack_masks``, ``error_masks``,
 ``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``evaluate`` (issue 5; zoos and I/O in
 ``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``chamfer``, ``chamfer_matrix``,
-``nearest_shape``, ``shape_metrics``, ``minimum_matching_distance``, ``coverage``, ``one_nn_accuracy`` (issue 6);
-weight generators and their shared pieces in ``weightmem_fast.generators``, baselines in
+``nearest_shape``, ``shape_metrics``, ``minimum_matching_distance``, ``coverage``, ``one_nn_accuracy`` (issue 6;
+neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); weight generators and their shared pieces in ``weightmem_fast.generators``, baselines in
 ``weightmem_fast.baselines`` (issue 7); ``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live
 in ``weightmem_fast.reference``.
 """

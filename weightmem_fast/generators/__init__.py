@@ -20,6 +20,10 @@ from .normalize import ScalarNormalizer, Standardizer
 from .registry import available, get, register
 from .tokenize import Tokenizer, layer_groups
 from .training import Optim, epoch_batches, seeded, train_loop
+from . import hr  # noqa: F401,E402  registers "hr"
+from . import gpt  # noqa: F401,E402  registers "gpt"
+from . import pdiff  # noqa: F401,E402  registers "pdiff"
+from . import hyperdiffusion  # noqa: F401,E402  registers "hyperdiffusion"
 
 __all__ = ["Config", "EMA", "GaussianDiffusion", "Generator", "Optim", "ScalarNormalizer", "Standardizer",
            "Tokenizer", "available", "epoch_batches", "frequency_embedding", "get", "layer_groups", "module_tensors",
