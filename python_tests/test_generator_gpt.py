@@ -205,9 +205,9 @@ def test_demo_samples_beat_chance_and_follow_the_loss_prompt(demo, digits):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 7 asks that loss-0 prompts lower the test loss of their starting "
+@pytest.mark.xfail(strict=False, reason="issue 7 asks that loss-0 prompts lower the test loss of their starting "
                    "checkpoints; at demo size the samples are overconfident: mean loss 2.72 vs 2.33 (accuracy still "
-                   "rises from 0.10 to 0.29)")
+                   "rises from 0.10 to 0.29); not strict: a longer fit on another machine may pass it")
 def test_demo_samples_have_lower_loss_than_their_starting_checkpoints(demo):
     _, generated, starts = demo
     assert generated.loss.mean() < starts.loss.mean()
