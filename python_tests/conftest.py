@@ -19,6 +19,17 @@ def _seed_and_full_precision():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Runs a module on one torch thread, restoring the count after: tiny models on the shared 2-core machine only
+    gain contention from a second intra-op thread. Module scope, so module-scoped fixtures (trained generators)
+    are built under it too; modules take it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def cuda_device() -> str:
     if not wmf.cuda_available():

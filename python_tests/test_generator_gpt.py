@@ -17,14 +17,7 @@ TINY = GptConfig().replace(width=16, depth=1, heads=2, num_frequencies=8, diffus
                            batch_size=16, optim={"steps": 5, "warmup_steps": 1})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention. Module scope, so the
-    # module fixtures below train with one thread too.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ TINY = HyperDiffusionConfig(width=16, depth=1, heads=2, num_frequencies=8, batch
                             optim=Optim(steps=20, lr=1e-3))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # module scope: the module-scoped fixtures below are built under it too
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _occupancy_zoo(n: int, seed: int = 0, **arch: int) -> Zoo:

@@ -19,12 +19,7 @@ TINY = PDiffConfig(ae_channels=(4, 4), latent_dim=8, ae_batch_size=8, ae_optim=O
                    ddpm_optim=Optim(steps=30, lr=1e-3))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # module scope: the module-scoped fixtures below are built under it too
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,7 @@ from weightmem_fast.layout import ParamLayout
 from weightmem_fast.zoo import cnn, cnn_bn, mlp, pdiff_subset, zoo_layout
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention (measured 50x slower
-    # under load), so every test here runs single-threaded.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,8 +207,6 @@ class TinyDenoiser(nn.Module):
 
 @pytest.fixture(scope="module", params=["x0", "eps"])
 def trained_mixture(request):
-    threads = torch.get_num_threads()  # module scope runs outside _one_thread: set and restore here too
-    torch.set_num_threads(1)
     d = GaussianDiffusion(100, 1e-3, 0.2, prediction=request.param)
     g = torch.Generator().manual_seed(1)
 
@@ -228,8 +219,7 @@ def trained_mixture(request):
         losses = train_loop(lambda step: d.training_loss(model, batch(), generator=g), model.parameters(),
                             Optim(steps=1500, lr=3e-3), progress=False)
     assert sum(losses[-100:]) < sum(losses[:100])
-    yield d, model.eval()
-    torch.set_num_threads(threads)
+    return d, model.eval()
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
