@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._files import write_atomic
 from .layout import ParamLayout, Selector
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -187,10 +188,10 @@ def save_zoo(zoo: Zoo, path: str | os.PathLike) -> Path:
     lines = [_metadata_line(row, entry) for row, entry in enumerate(zoo.metadata)]
     root.mkdir(parents=True, exist_ok=True)
     weights = zoo.weights.detach().to("cpu").contiguous()
-    _write_atomic(root / WEIGHTS_FILE, lambda tmp: save_file({"weights": weights}, str(tmp),
+    write_atomic(root / WEIGHTS_FILE, lambda tmp: save_file({"weights": weights}, str(tmp),
                                                             metadata={"format": _ZOO_FORMAT}))
-    _write_atomic(root / LAYOUT_FILE, lambda tmp: tmp.write_text(zoo.layout.to_json() + "\n", encoding="utf-8"))
-    _write_atomic(root / METADATA_FILE, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines),
+    write_atomic(root / LAYOUT_FILE, lambda tmp: tmp.write_text(zoo.layout.to_json() + "\n", encoding="utf-8"))
+    write_atomic(root / METADATA_FILE, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines),
                                                                    encoding="utf-8"))
     return root
 
@@ -315,9 +316,9 @@ def save_checkpoints(zoo: Zoo, path: str | os.PathLike,
         if format == "safetensors":
             from safetensors.torch import save_file
 
-            _write_atomic(file, lambda tmp: save_file(state, str(tmp), metadata={_LAYOUT_KEY: zoo.layout.to_json()}))
+            write_atomic(file, lambda tmp: save_file(state, str(tmp), metadata={_LAYOUT_KEY: zoo.layout.to_json()}))
         else:
-            _write_atomic(file, lambda tmp: torch.save(state, tmp))
+            write_atomic(file, lambda tmp: torch.save(state, tmp))
         written.append(file)
     return written
 
@@ -631,16 +632,6 @@ def _metadata_line(row: int, entry: dict[str, Any]) -> str:
         return json.dumps(entry, default=convert, separators=(",", ":"))
     except (TypeError, ValueError) as err:
         raise TypeError(f"zoo.metadata[{row}] is not JSON-serialisable: {err}") from err
-
-
-def _write_atomic(file: Path, write) -> None:
-    tmp = file.with_name(f".{file.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _first_nonfinite(weights: torch.Tensor, layout: ParamLayout) -> tuple[int, str, float, int] | None:

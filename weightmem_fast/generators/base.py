@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..io import Zoo, _write_atomic
+from .._files import write_atomic
+from ..io import Zoo
 from ..layout import ParamLayout
 from .config import Config
 from .training import seeded
@@ -191,8 +192,8 @@ class Generator(abc.ABC):
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         cpu = {key: value.detach().to("cpu").clone() for key, value in tensors.items()}
-        _write_atomic(root / TENSORS_FILE, lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
-        _write_atomic(root / JSON_FILE, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+        write_atomic(root / TENSORS_FILE, lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
+        write_atomic(root / JSON_FILE, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
         return root
 
     @classmethod
