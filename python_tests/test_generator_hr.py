@@ -10,7 +10,7 @@ import torch
 import weightmem_fast as wmf
 from weightmem_fast import generators, zoo
 from weightmem_fast.generators import Generator
-from weightmem_fast.generators.hr import HRConfig, HyperRepresentations
+from weightmem_fast.generators.hr import HRConfig, HyperRepresentations, demo_zoo
 from weightmem_fast.generators.hr_augment import ChainPermuter, add_noise, random_erase
 from weightmem_fast.generators.hr_kde import kde_sample_per_dim, top_quantile_rows
 from weightmem_fast.generators.hr_model import nt_xent
@@ -237,14 +237,9 @@ def test_hr_sample_decodes_the_sampled_latents(fitted):
 # Demo size on the built-in data (slow)
 # ------------------------------------------------------------------------------------------------------------------
 
-# HR's zoo holds several epochs of every run (study_spec §3.1); the demo's is 16 digits CNN runs x 8 epochs + init.
-DEMO_ZOO = {"arch": "cnn", "data": "digits", "n_runs": 16, "epochs": 8, "seed": 0}
-
-
 @pytest.mark.slow
 def test_hr_demo_samples_are_accurate(data):
-    cnn_zoo = zoo.cached("trajectories", DEMO_ZOO, lambda: zoo.trajectories(
-        "cnn", data, DEMO_ZOO["n_runs"], DEMO_ZOO["epochs"], seed=DEMO_ZOO["seed"], progress=False))
+    cnn_zoo = demo_zoo()
     start = time.perf_counter()
     generator = HyperRepresentations().fit(cnn_zoo, "demo", progress=False)
     elapsed = time.perf_counter() - start

@@ -86,3 +86,15 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_tuples(item) for item in value)
     return value
+
+
+def zoo_params(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's demo-zoo settings with ``overrides`` applied (every value spelled out: they are the cache key).
+
+    Raises:
+        ValueError: an override that is not one of ``defaults``' keys (the message lists them).
+    """
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown demo zoo settings {unknown}; valid: {sorted(defaults)}")
+    return {**defaults, **overrides}

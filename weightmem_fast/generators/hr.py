@@ -29,13 +29,15 @@ sampling encodes are always trained on).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Literal
 
 import torch
 
+from .. import zoo as zoo_lib
 from ..io import Zoo
 from .base import Generator, module_tensors, sub_tensors
-from .config import Config
+from .config import Config, zoo_params
 from .hr_augment import ChainPermuter, add_noise, random_erase
 from .hr_kde import kde_sample_per_dim, top_quantile_rows
 from .hr_model import ProjectionHead, TransformerAE, nt_xent
@@ -111,6 +113,24 @@ class HRConfig(Config):
         if self.noise < 0 or self.kde_bandwidth < 0 or self.temperature <= 0 or self.permutations < 0:
             raise ValueError("HRConfig needs noise >= 0, kde_bandwidth >= 0, temperature > 0, permutations >= 0; got "
                              f"{self.noise!r}, {self.kde_bandwidth!r}, {self.temperature!r}, {self.permutations!r}")
+
+
+# The demo's zoo (cached by ``demo_zoo``): HR's zoo holds several epochs of every run (study_spec §3.1); here 16
+# digits CNN runs, each checkpointed at init and after each of 8 epochs (144 rows, D = 2,464).
+DEMO_ZOO = {"arch": "cnn", "data": "digits", "n_runs": 16, "epochs": 8, "seed": 0}
+
+
+def demo_zoo(cache_dir: str | os.PathLike | None = None, progress: bool = False, **overrides: Any) -> Zoo:
+    """The "demo" config's training zoo: ``zoo.trajectories("cnn", zoo.digits(), n_runs, epochs)`` with
+    ``DEMO_ZOO``'s settings (``overrides`` replace entries, e.g. ``n_runs=6`` for a smoke run), cached on disk.
+
+    Raises:
+        ValueError: an override that is not a ``DEMO_ZOO`` key.
+    """
+    params = zoo_params(DEMO_ZOO, overrides)
+    return zoo_lib.cached("trajectories", params, lambda: zoo_lib.trajectories(
+        params["arch"], zoo_lib.digits(), params["n_runs"], params["epochs"], seed=params["seed"],
+        progress=progress), cache_dir=cache_dir)
 
 
 @register("hr")

@@ -35,7 +35,7 @@ from .. import fields
 from ..io import Zoo
 from ..zoo import cached
 from .base import Generator, module_tensors, sub_tensors
-from .config import Config
+from .config import Config, zoo_params
 from .diffusion import GaussianDiffusion
 from .gpt_pairs import NeuronPermuter
 from .hyperdiffusion_net import HyperDiffusionDenoiser
@@ -101,13 +101,19 @@ DEMO_ZOO = {"family": "airplane", "shapes": 48, "frequencies": 4, "hidden": 32, 
             "batch_size": 512, "lr": 5e-3, "samples": 8192, "init": "first_weights", "seed": 0}
 
 
-def demo_zoo(cache_dir: str | os.PathLike | None = None, progress: bool = False) -> Zoo:
+def demo_zoo(cache_dir: str | os.PathLike | None = None, progress: bool = False, **overrides: Any) -> Zoo:
     """The "demo" config's training zoo: ``fields.fit_fields`` on ``DEMO_ZOO["shapes"]`` procedural airplanes,
     every MLP starting from the first shape's fit (``init="first_weights"``), cached on disk (``zoo.cached``;
-    about 45 s to build on one core)."""
-    params = dict(DEMO_ZOO)
+    about 45 s to build on one core). ``overrides`` replace ``DEMO_ZOO`` entries (e.g. ``shapes=12`` for a
+    smoke run); the cache key holds them.
+
+    Raises:
+        ValueError: an override that is not a ``DEMO_ZOO`` key.
+    """
+    params = zoo_params(DEMO_ZOO, overrides)
+    key = dict(params)
     shapes = fields.make_shapes(params.pop("family"), params.pop("shapes"))
-    return cached("fit_fields", DEMO_ZOO, lambda: fields.fit_fields(shapes, progress=progress, **params),
+    return cached("fit_fields", key, lambda: fields.fit_fields(shapes, progress=progress, **params),
                   cache_dir=cache_dir)
 
 

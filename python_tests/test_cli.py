@@ -1,0 +1,106 @@
+"""The ``weightmem-fast`` command (issue 8): ``audit`` on user checkpoints end to end, and its one-line errors
+with exit code 2 for missing paths, mismatched layouts and bad templates; ``demo`` argument errors."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from weightmem_fast import cli, io, zoo
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A module defining the digits MLP template, 12 training and 4 generated checkpoint directories."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "cli_models.py").write_text(textwrap.dedent("""
+        from weightmem_fast import zoo
+
+        def digits_mlp():
+            return zoo.mlp(64, 10, 10)
+
+        def wider_mlp():
+            return zoo.mlp(64, 12, 10)
+
+        def not_a_module():
+            return 42
+    """))
+    sys.path.insert(0, str(root))
+    trained = zoo.train_mlp_zoo(zoo.digits(), 16, epochs=3, progress=False)
+    training = io.Zoo(trained.weights[:12], trained.layout, trained.metadata[:12])
+    generated = io.Zoo(trained.weights[12:], trained.layout, trained.metadata[12:])
+    io.save_checkpoints(training, root / "training")
+    io.save_zoo(generated, root / "generated")  # the other supported form: a flat zoo
+    yield root
+    sys.path.remove(str(root))
+
+
+def _audit_args(root, **changes):
+    args = {"--training": root / "training", "--generated": root / "generated", "--template": "cli_models:digits_mlp",
+            "--data": "digits", "--out": root / "out", "--grid": "20"}
+    args.update(changes)
+    return ["audit", "--quiet", *[str(x) for pair in args.items() for x in pair if x is not None]]
+
+
+@pytest.mark.slow  # audits 16 MLPs and draws every figure (a few seconds)
+def test_audit_command_writes_the_report(checkpoints, capsys):
+    assert cli.main(_audit_args(checkpoints)) == 0
+    out = checkpoints / "out"
+    assert (out / "report.html").is_file() and f"report: {out / 'report.html'}" in capsys.readouterr().out
+    doc = json.loads((out / "audit.json").read_text())
+    assert doc["groups"]["training"]["models"] == 12 and doc["groups"]["generated"]["models"] == 4
+    # Held-out runs of the same family: not copies.
+    assert doc["verdicts"]["generated"]["near_copies"]["value"] == 0.0
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"--training": "missing_dir"}, "--training missing_dir: no such file or directory"),
+    ({"--template": "cli_models:wider_mlp"}, "--training"),
+    ({"--template": "cli_models"}, "--template must be MODULE:CALLABLE"),
+    ({"--template": "no_such_module:f"}, "--template no_such_module:f: cannot import it"),
+    ({"--template": "cli_models:not_a_module"}, "returned int, not a torch.nn.Module"),
+    ({"--data": "nowhere.pt"}, "--data must be 'digits' or a .safetensors/.pt file"),
+])
+def test_audit_command_bad_inputs_are_one_line_and_exit_2(checkpoints, capsys, changes, message):
+    if changes.get("--training") == "missing_dir":
+        changes = {"--training": checkpoints / "missing_dir"}
+        message = f"--training {checkpoints / 'missing_dir'}: no such file or directory"
+    assert cli.main(_audit_args(checkpoints, **changes)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("weightmem-fast audit: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_mismatched_flat_zoo_layout_is_named(checkpoints, capsys):
+    other = checkpoints / "other"
+    wide = zoo.train_mlp_zoo(zoo.digits(), 2, epochs=1, hidden=12, progress=False)
+    io.save_zoo(wide, other)
+    assert cli.main(_audit_args(checkpoints, **{"--generated": other})) == 2
+    assert "does not match the template's (760 parameters)" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(checkpoints):
+    with pytest.raises(Exception, match="MODULE:CALLABLE"):
+        cli.main(["--debug", *_audit_args(checkpoints, **{"--template": "cli_models"})])
+
+
+def test_demo_rejects_unknown_methods(capsys):
+    assert cli.main(["demo", "--methods", "hr,nope", "--quick"]) == 2
+    assert "--methods must be a comma-separated list of hr,gpt,hd,pdiff; got 'hr,nope'" in capsys.readouterr().err
+
+
+def test_failures_are_one_line_and_exit_1(monkeypatch, capsys, tmp_path):
+    from weightmem_fast import demo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(demo, "run_demo", broken)
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "weightmem-fast demo: failed: RuntimeError: out of disk" in err and "Traceback" not in err

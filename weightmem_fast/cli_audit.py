@@ -1,0 +1,100 @@
+"""``weightmem-fast audit``: user checkpoints in, report out. Reads the inputs the command line names and turns
+every problem with them into a ``UsageError`` (exit code 2) that names the argument."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import io
+from .layout import ParamLayout
+
+
+class UsageError(Exception):
+    """A bad command-line input: printed as one line, exit code 2."""
+
+
+def template_from_spec(spec: str) -> nn.Module:
+    """``MODULE:CALLABLE`` (e.g. ``mypkg.models:Net``): imports MODULE and calls CALLABLE() for the architecture."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--template must be MODULE:CALLABLE (e.g. mypkg.models:Net); got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"--template {spec}: cannot import it ({error})") from error
+    template = factory()
+    if not isinstance(template, nn.Module):
+        raise UsageError(f"--template {spec}: calling it returned {type(template).__name__}, not a torch.nn.Module")
+    return template
+
+
+def load_weights(option: str, path: str, layout: ParamLayout) -> io.Zoo:
+    """A flat zoo directory (``io.save_zoo``) or a directory of checkpoints (.pt / .safetensors), in ``layout``."""
+    root = Path(path)
+    if not root.exists():
+        raise UsageError(f"{option} {path}: no such file or directory")
+    try:
+        if (root / io.WEIGHTS_FILE).is_file():
+            zoo = io.load_zoo(root)
+            if zoo.layout != layout:
+                raise UsageError(f"{option} {path}: its layout ({zoo.layout.size} parameters, tensors "
+                                 f"{[e.name for e in zoo.layout.entries][:4]}...) does not match the template's "
+                                 f"({layout.size} parameters)")
+            return zoo
+        return io.load_checkpoints(root, layout, allow_nonfinite=option == "--generated")
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as error:
+        raise UsageError(f"{option} {path}: {error}") from error
+
+
+def classifier_data(spec: str, template: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test inputs and labels: "digits" (scikit-learn's bundled digits, the package's test split), or a
+    .safetensors / .pt file holding tensors "inputs" [T, ...] and "labels" [T]. Digits images [T, 1, 8, 8] are
+    flattened to [T, 64] when the template takes vectors."""
+    if spec == "digits":
+        from .zoo import digits
+
+        data = digits()
+        inputs, labels = data.test_x, data.test_y
+        try:
+            with torch.no_grad():
+                template.eval()(inputs[:2])
+        except RuntimeError:
+            inputs = inputs.flatten(1)
+        return inputs, labels
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"--data must be 'digits' or a .safetensors/.pt file with 'inputs' and 'labels'; {spec}: "
+                         "no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+        else:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+        return tensors["inputs"], tensors["labels"].long()
+    except Exception as error:  # any unreadable file is the user's input problem
+        raise UsageError(f"--data {spec}: cannot read tensors 'inputs' and 'labels' ({error})") from error
+
+
+def run(args: argparse.Namespace) -> int:
+    from .audit import ClassifierTask, audit
+
+    template = template_from_spec(args.template)
+    layout = ParamLayout.from_module(template)
+    training = load_weights("--training", args.training, layout)
+    generated = load_weights("--generated", args.generated, layout)
+    inputs, labels = classifier_data(args.data, template)
+    try:
+        task = ClassifierTask(template, inputs, labels, layout=layout)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--data {args.data}: {error}") from error
+    result = audit(generated, training, task, baselines="none" if args.no_baselines else "default",
+                   progress=not args.quiet, k=args.k, seed=args.seed)
+    report = result.report(args.out, tasks={"audit": task}, grid=args.grid)
+    print(f"report: {report}")
+    return 0
