@@ -234,3 +234,16 @@ def test_field_audit_finds_copied_shapes():
     assert (training_group.metrics["min_chamfer_index"] != torch.arange(6)).all()  # self excluded
     assert {"mmd", "cov", "1-nna", "surface_rate"} <= set(result.group_metrics["generated"])
     assert result.verdicts["generated"].near_copies.value == 1.0
+
+
+def test_every_figure_draws_from_a_real_audit(planted):
+    from weightmem_fast import plots
+
+    *_, task, result = planted
+    figures = plots.figures(result, task, grid=20)
+    assert {"min_l2_histogram", "similarity_scatter", "weight_heatmap", "decision_boundaries", "tsne",
+            "parameter_densities"} <= set(figures)
+    lines = {line.get_label(): line for line in figures["similarity_scatter"].axes[0].get_lines()}
+    envelope = lines["noise envelope (beyond = above)"]
+    assert list(envelope.get_xdata()) == list(result.frontier.envelope_similarity)
+    assert all(plots.figure_png(figure).startswith(b"\x89PNG") for figure in figures.values())
