@@ -147,3 +147,25 @@ def test_bench_chamfer_small_prints_table_targets_and_json(tmp_path, capsys):
     # cKDTree's float64 distances agree with the exact kernel; the cdist expansion only roughly (near-duplicates).
     assert record["methods"]["ckdtree"]["max_rel_diff"] <= 1e-6
     assert all(m["runs"] >= 1 and m["seconds"] > 0 for m in record["methods"].values())
+
+
+def test_bench_all_runs_every_benchmark_with_its_defaults_and_the_shared_options(monkeypatch, tmp_path):
+    from weightmem_fast.bench import __main__ as bench_module
+
+    seen = {}
+
+    def recorder(name, code):
+        def run(args):
+            seen[name] = args
+            return code
+        return run
+
+    ops = {name: op._replace(run=recorder(name, 1 if name == "similarity" else 0))
+           for name, op in bench_module.OPS.items()}
+    monkeypatch.setattr(bench_module, "OPS", ops)
+    out = tmp_path / "all.jsonl"
+    assert cli.main(["bench", "all", "--sizes", "small", "--out", str(out)]) == 1  # the worst exit code
+    assert list(seen) == ["distances", "similarity", "evaluate", "chamfer"]
+    for args in seen.values():
+        assert (args.sizes, args.device, args.out) == ("small", "cpu", str(out))
+    assert seen["distances"].large is False  # an op's own option keeps its default

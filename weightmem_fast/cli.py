@@ -30,6 +30,10 @@ def _demo(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise UsageError(f"--methods must be a comma-separated list of {','.join(METHODS)}; got {args.methods!r}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
     report = run_demo(methods, args.out, quick=args.quick, seed=args.seed, progress=not args.quiet)
     print(f"report: {report}")
     return 0
@@ -60,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="weightmem_fast_demo", help="output directory (default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="tiny zoos and fits: a smoke run of every stage")
     demo.add_argument("--seed", type=int, default=0, help="seed of sampling and audits (default: 0)")
+    demo.add_argument("--threads", type=int, default=None,
+                      help="torch threads (default: torch's, one per core); use 1 when other jobs share the cores: "
+                      "small training steps slow down sharply when threads wait on busy cores")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
 

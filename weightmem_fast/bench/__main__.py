@@ -69,6 +69,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         sub = ops.add_parser(name, parents=[common], help=op.summary, description=op.summary)
         op.add_arguments(sub)
         sub.set_defaults(handler=op.run)
+    every = ops.add_parser("all", parents=[common], help="every benchmark above, one after the other, with its "
+                           "defaults and the shared options", description="Runs every benchmark with its default "
+                           "options and the shared --device / --sizes / --out.")
+    every.set_defaults(handler=_run_all)
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    """Each registered benchmark with its own defaults plus the shared options; the worst exit code."""
+    shared = ["--device", args.device, "--sizes", args.sizes] + (["--out", args.out] if args.out else [])
+    status = 0
+    for name, op in OPS.items():
+        print(f"== {name} ==", flush=True)
+        parser = argparse.ArgumentParser(prog=name, parents=[_common_options()])
+        op.add_arguments(parser)
+        status = max(status, op.run(parser.parse_args(shared)))
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
