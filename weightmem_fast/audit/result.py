@@ -102,7 +102,7 @@ class GroupAudit:
         return self.weights.shape[0]
 
     def summary(self) -> dict[str, Any]:
-        """Count and mean of every per-model number (what the report's group table shows)."""
+        """Count and mean of every per-model number (what the report's group table shows); means skip NaN."""
         out: dict[str, Any] = {"models": len(self), "mean_min_l2": _mean(self.min_l2)}
         for key, values in self.metrics.items():
             if values.is_floating_point() and key != "sigma":
@@ -342,7 +342,10 @@ class AuditResult:
 
 
 def _mean(values: torch.Tensor) -> float:
-    return float(values.double().mean()) if values.numel() else math.nan
+    """The mean over the models that have a value (NaN marks none: a broken model, a field without a surface)."""
+    values = values.double()
+    values = values[~values.isnan()]
+    return float(values.mean()) if values.numel() else math.nan
 
 
 def _json_safe(value: Any) -> Any:
