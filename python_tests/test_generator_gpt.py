@@ -188,19 +188,19 @@ def demo(digits):
 @pytest.mark.slow
 def test_demo_samples_beat_chance_and_follow_the_loss_prompt(demo, digits):
     gpt, generated, starts = demo
-    # Measured 0.29 (chance 0.10; the held-out initialisations score 0.10, the training runs' finals 0.91).
-    assert generated.accuracy.mean() > 0.25
-    assert generated.accuracy.mean() > starts.accuracy.mean() + 0.1
+    # Measured 0.45 (config seed 1: 0.38; chance 0.10; the held-out initialisations score 0.10, the training runs'
+    # finals 0.92).
+    assert generated.accuracy.mean() > 0.3
+    assert generated.accuracy.mean() > starts.accuracy.mean() + 0.2
     # Prompting each start's own loss (no improvement asked; 16 held-out starts, cycled) keeps the samples near
-    # chance: measured 0.11.
+    # chance: measured 0.11, test loss 2.33.
     unprompted = scores(digits, demo_zoo(), gpt.sample(32, seed=0, target_loss=gpt.prompt_losses.repeat(2)))
-    assert generated.accuracy.mean() > unprompted.accuracy.mean() + 0.1
+    assert generated.accuracy.mean() > unprompted.accuracy.mean() + 0.2
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 7 asks that loss-0 prompts lower the test loss of their starting "
-                   "checkpoints; at demo size the samples are overconfident: mean loss 2.72 vs 2.33 (accuracy still "
-                   "rises from 0.10 to 0.29); not strict: a longer fit on another machine may pass it")
 def test_demo_samples_have_lower_loss_than_their_starting_checkpoints(demo):
+    # Issue 7: a G.pt prompted with low loss (0.0) yields lower test loss than its starting checkpoints. Measured
+    # mean test loss 1.85 vs the starts' 2.33 (config seed 1: 2.03).
     _, generated, starts = demo
-    assert generated.loss.mean() < starts.loss.mean()
+    assert generated.loss.mean() < starts.loss.mean() - 0.1
