@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from weightmem_fast import cli, io, zoo
 

@@ -4,8 +4,10 @@ Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpa
 ``iou_matrix``, ``max_iou``, ``PackedMasks`` (issue 4); ``evaluate`` (issue 5; zoos and I/O in
 ``weightmem_fast.zoo``, ``weightmem_fast.io``, ``weightmem_fast.layout``); ``chamfer``, ``chamfer_matrix``,
 ``nearest_shape``, ``shape_metrics``, ``minimum_matching_distance``, ``coverage``, ``one_nn_accuracy`` (issue 6;
-neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); weight generators and their shared pieces in ``weightmem_fast.generators``, baselines in
-``weightmem_fast.baselines`` (issue 7); ``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live
+neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); weight generators and their
+shared pieces in ``weightmem_fast.generators``, baselines in ``weightmem_fast.baselines`` (issue 7); the audit in
+``weightmem_fast.audit``, its figures in ``weightmem_fast.plots``, the HTML report in ``weightmem_fast.report`` and
+the study end to end in ``weightmem_fast.demo`` (issue 8); ``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live
 in ``weightmem_fast.reference``.
 """
 from ._version import __version__
