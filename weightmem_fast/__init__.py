@@ -7,8 +7,8 @@ Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpa
 neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); weight generators and their
 shared pieces in ``weightmem_fast.generators``, baselines in ``weightmem_fast.baselines`` (issue 7); the audit in
 ``weightmem_fast.audit``, its figures in ``weightmem_fast.plots``, the HTML report in ``weightmem_fast.report`` and
-the study end to end in ``weightmem_fast.demo`` (issue 8); ``build_info``, ``cuda_available``. Pure-PyTorch twins of every op live
-in ``weightmem_fast.reference``.
+the study end to end in ``weightmem_fast.demo`` (issue 8); ``build_info``, ``cuda_available``. Pure-PyTorch
+twins of every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
 from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
