@@ -4,6 +4,7 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include "assign/lap.h"
 #include "chamfer/chamfer.h"
 #include "common/dispatch.h"
 #include "common/tensor_args.h"
@@ -328,6 +329,29 @@ void def_small_cnn_logits(py::module_& m, const char* name, Launch launch) {
       "Logits of B small CNNs (conv, max-pool, ReLU-like, linear layers) on shared inputs, fused per sample tile.",
       py::arg("layers"), py::arg("max_map"), py::arg("weights"), py::arg("inputs"), py::arg("logits"),
       py::arg("device"), py::arg("stream"));
+}
+
+// costs [count, n, n] contiguous; scratch: optional uint8 bytes (CUDA with n > kLapLocalMaxN).
+template <class Launch>
+void def_linear_assignment(py::module_& m, const char* name, Launch launch) {
+  m.def(
+      name,
+      [launch](const TensorArg& costs, const TensorArg& perm, const TensorArg& total,
+               const OptionalTensorArg& scratch, int device, std::uintptr_t stream) {
+        const std::vector<int64_t>& shape = std::get<1>(costs);
+        WMF_CHECK(shape.size() == 3 && shape[1] == shape[2], "costs must be [B, n, n]");
+        const Mat<int64_t> pv = as_mat<int64_t>(perm, "perm");
+        const Vec<double> tv = as_vec<double>(total, "total");
+        unsigned char* sp = as_optional_ptr<uint8_t>(scratch, "scratch");
+        const int64_t scratch_bytes = scratch ? as_vec<uint8_t>(*scratch, "scratch").size : 0;
+        WMF_DISPATCH_FLOATING(dtype_of(costs), T, [&] {
+          const CostBatch<T> cv{as_vec<T>(costs, "costs").data, shape[0], shape[1]};
+          py::gil_scoped_release release;
+          launch(cv, pv, tv, sp, scratch_bytes, CudaCtx{device, stream});
+        });
+      },
+      "Batched square linear assignment (minimum total cost): perm [B, n] row -> column and float64 totals [B].",
+      py::arg("costs"), py::arg("perm"), py::arg("total"), py::arg("scratch"), py::arg("device"), py::arg("stream"));
 }
 
 }  // namespace wmf

@@ -5,6 +5,7 @@
 #include <omp.h>
 #endif
 
+#include "assign/lap.h"
 #include "binders.h"
 #include "chamfer/chamfer.h"
 #include "distances/pairwise_from_gram.h"
@@ -58,6 +59,9 @@ PYBIND11_MODULE(_C, m) {
   def_mlp_head(m, "mlp_head_cpu", [](auto head, auto cert, auto out, CudaCtx) { mlp_head_cpu(head, cert, out); });
   def_small_cnn_logits(m, "small_cnn_logits_cpu", [](auto net, auto weights, auto inputs, auto logits, CudaCtx) {
     small_cnn_logits_cpu(net, weights, inputs, logits);
+  });
+  def_linear_assignment(m, "linear_assignment_cpu", [](auto c, auto p, auto t, unsigned char*, int64_t, CudaCtx) {
+    linear_assignment_cpu(c, p, t);
   });
   py::dict info;
   info["version"] = WMF_VERSION;

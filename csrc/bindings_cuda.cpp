@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "assign/lap.h"
 #include "binders.h"
 #include "chamfer/chamfer.h"
 #include "distances/pairwise_from_gram.h"
@@ -56,6 +57,10 @@ void register_cuda(py::module_& m, py::dict& info) {
   def_mlp_head(m, "mlp_head_cuda", [](auto head, auto cert, auto out, CudaCtx ctx) {
     mlp_head_cuda(head, cert, out, ctx);
   });
+  def_linear_assignment(m, "linear_assignment_cuda",
+                        [](auto c, auto p, auto t, unsigned char* s, int64_t sb, CudaCtx ctx) {
+                          linear_assignment_cuda(c, p, t, s, sb, ctx);
+                        });
   // Never raises: "no driver" and "insufficient driver" become a count of 0 and the reason.
   m.def(
       "cuda_device_count",

@@ -165,7 +165,22 @@ def test_bench_all_runs_every_benchmark_with_its_defaults_and_the_shared_options
     monkeypatch.setattr(bench_module, "OPS", ops)
     out = tmp_path / "all.jsonl"
     assert cli.main(["bench", "all", "--sizes", "small", "--out", str(out)]) == 1  # the worst exit code
-    assert list(seen) == ["distances", "similarity", "evaluate", "chamfer"]
+    assert list(seen) == ["distances", "similarity", "evaluate", "chamfer", "aligned"]
     for args in seen.values():
         assert (args.sizes, args.device, args.out) == ("small", "cpu", str(out))
     assert seen["distances"].large is False  # an op's own option keeps its default
+
+
+@pytest.mark.slow  # about 3 s on the 2-core machine
+def test_bench_aligned_small_prints_table_targets_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.jsonl"
+    assert bench_main(["aligned", "--sizes", "small", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert " aligned_nearest " in printed and " study " in printed
+    assert len([line for line in printed.splitlines() if line.startswith("target: ")]) == 4
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["case"], r["sizes"]["arch"]) for r in records} == {
+        (c, a) for c in ("random", "permuted copies") for a in ("gpt_mnist", "digits")}
+    for record in records:
+        # The study's float64 cdist + scipy agrees with aligned_nearest's exact distances.
+        assert record["methods"]["study"]["max_rel_diff"] <= 1e-6

@@ -7,15 +7,18 @@ Public API: ``nearest``, ``pairwise_distance`` (issue 3); ``pack_masks``, ``unpa
 neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); weight generators and their
 shared pieces in ``weightmem_fast.generators``, baselines in ``weightmem_fast.baselines`` (issue 7); the audit in
 ``weightmem_fast.audit``, its figures in ``weightmem_fast.plots``, the HTML report in ``weightmem_fast.report`` and
-the study end to end in ``weightmem_fast.demo`` (issue 8); ``build_info``, ``cuda_available``. Pure-PyTorch
-twins of every op live in ``weightmem_fast.reference``.
+the study end to end in ``weightmem_fast.demo`` (issue 8); ``linear_assignment``, ``aligned_nearest``,
+``aligned_distance`` (issue 9; function-preserving transforms in ``weightmem_fast.symmetry``); ``build_info``,
+``cuda_available``. Pure-PyTorch twins of every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
 from .ops import error_masks, iou_matrix, max_iou, nearest, pack_masks, pairwise_distance, unpack_masks
+from .ops.assign import linear_assignment
 from .ops.chamfer import chamfer, chamfer_matrix, nearest_shape
 from .ops.shape_metrics import coverage, minimum_matching_distance, one_nn_accuracy, shape_metrics
 from .ops.eval import Evaluation, evaluate
 from .packed_masks import PackedMasks
+from .symmetry.aligned import aligned_distance, aligned_nearest
 
 
 def build_info() -> dict:
@@ -45,6 +48,8 @@ __all__ = [
     "Evaluation",
     "PackedMasks",
     "__version__",
+    "aligned_distance",
+    "aligned_nearest",
     "build_info",
     "chamfer",
     "chamfer_matrix",
@@ -53,6 +58,7 @@ __all__ = [
     "error_masks",
     "evaluate",
     "iou_matrix",
+    "linear_assignment",
     "max_iou",
     "minimum_matching_distance",
     "nearest",

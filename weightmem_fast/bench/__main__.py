@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import weightmem_fast as wmf
 
-from . import chamfer, distances, evaluate, similarity
+from . import aligned, chamfer, distances, evaluate, similarity
 
 
 class BenchOp(NamedTuple):
@@ -28,6 +28,7 @@ OPS: dict[str, BenchOp] = {
     "similarity": BenchOp(similarity.SUMMARY, similarity.add_arguments, similarity.run),
     "evaluate": BenchOp(evaluate.SUMMARY, evaluate.add_arguments, evaluate.run),
     "chamfer": BenchOp(chamfer.SUMMARY, chamfer.add_arguments, chamfer.run),
+    "aligned": BenchOp(aligned.SUMMARY, aligned.add_arguments, aligned.run),
 }
 
 

@@ -1,5 +1,6 @@
 """Public ops: validate, allocate, dispatch (STYLE §4). The arithmetic lives in csrc/."""
 # ops.chamfer stays the module: the one-pair function `chamfer` is exported from the package root only.
+from .assign import linear_assignment
 from .chamfer import chamfer_matrix, nearest_shape
 from .distances import pairwise_distance
 from .iou import error_masks, iou_matrix, max_iou, pack_masks, unpack_masks
@@ -12,6 +13,7 @@ __all__ = [
     "coverage",
     "error_masks",
     "iou_matrix",
+    "linear_assignment",
     "max_iou",
     "minimum_matching_distance",
     "nearest",

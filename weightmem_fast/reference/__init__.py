@@ -4,6 +4,7 @@ Each twin mirrors its public op (same module name, function name and signature, 
 obviously right rather than fast: float64, direct differences, explicit tie rules, chunked over rows so it also
 works as the fallback at real sizes.
 """
+from .assign import linear_assignment, scipy_linear_assignment
 from .chamfer import chamfer_matrix, nearest_shape  # reference.chamfer stays the module
 from .distances import pairwise_distance
 from .eval import evaluate
@@ -15,6 +16,7 @@ __all__ = [
     "error_masks",
     "evaluate",
     "iou_matrix",
+    "linear_assignment",
     "max_iou",
     "nearest",
     "nearest_shape",
@@ -22,5 +24,6 @@ __all__ = [
     "pairwise_distance",
     "paper_max_similarity",
     "paper_min_distance",
+    "scipy_linear_assignment",
     "unpack_masks",
 ]

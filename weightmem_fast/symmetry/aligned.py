@@ -1,0 +1,233 @@
+"""Permutation-aligned distances between one-hidden-layer MLPs (issue 9; study_spec §2.3), exact and batched.
+
+For MLPs ``x -> W2 act(W1 x + b1) + b2`` with H hidden units, hidden unit h of a model is the neuron group
+``g_h = [W1[h, :], b1[h], W2[:, h]]``; permuting the units permutes the groups and leaves the function unchanged.
+The aligned distance of a query q to a reference r is
+
+    d(q, r)^2 = min over permutations pi of  sum_i ||g_i(q) - g_pi(i)(r)||^2  +  ||b2(q) - b2(r)||^2,
+
+a linear assignment problem on the H x H cost matrix C[i, j] = ||g_i(q) - g_j(r)||^2. It equals the minimum over
+permutations of the plain L2 distance, exactly, because there is only one hidden layer.
+
+How ``aligned_nearest`` stays exact and avoids most assignments:
+
+- **Lower bound (pruning).** ||g_i(q) - g_j(r)|| >= | ||g_i(q)|| - ||g_j(r)|| | (triangle inequality), so every
+  assignment costs at least sum_i (||g_i(q)|| - ||g_pi(i)(r)||)^2, and by the rearrangement inequality the
+  cheapest pairing of two lists of norms matches them in sorted order. Hence
+  ``LB(q, r)^2 = sum_h (sorted norms of q - sorted norms of r)_h^2 + ||b2(q) - b2(r)||^2 <= d(q, r)^2``. A reference
+  whose LB exceeds the query's k-th best distance so far cannot be among its k nearest and is never solved. The
+  bound is computed from GEMM terms in float64 and lowered by a margin far above their rounding error, so it stays
+  a bound.
+- **Costs and assignments.** Cost matrices come from one float64 GEMM of neuron groups per block
+  (||g||^2 + ||h||^2 - 2 g.h); ``linear_assignment`` solves them in batches.
+- **Reported distances** are recomputed for the final k per query with float64 direct differences under the chosen
+  permutation, so a near-duplicate (a permuted copy plus 1e-6 noise) gets its true distance, not a cancelled GEMM
+  estimate. The permutation is optimal for the GEMM costs; where two permutations tie within their float64
+  rounding (about 1e-13 relative to the squared norms), the reported distance is that of one of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from .. import _check
+from ..layout import ParamLayout, ParamEntry
+from ..ops.assign import linear_assignment
+
+# Query rows and reference rows per block: the float64 cross GEMM of a block is [Q * H, R * H].
+_QUERY_BLOCK = 64
+_REFERENCE_BLOCK = 256
+# Relative margin that keeps the GEMM-computed lower bound below the true one (float64 rounding is ~1e-15 here).
+_BOUND_MARGIN = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class HiddenUnits:
+    """Where a one-hidden-layer MLP's neuron groups sit in its flat layout.
+
+    Attributes:
+        w1, b1, w2, b2: the layout entries of the first weight [H, I], its bias [H] (or None), the second weight
+            [O, H] and its bias [O] (or None).
+        hidden: H.
+    """
+
+    w1: ParamEntry
+    b1: ParamEntry | None
+    w2: ParamEntry
+    b2: ParamEntry | None
+
+    @property
+    def hidden(self) -> int:
+        return self.w1.shape[0]
+
+    @classmethod
+    def of(cls, layout: ParamLayout) -> "HiddenUnits":
+        """The hidden units of ``layout``.
+
+        Raises:
+            ValueError: the layout is not two Linear layers (weight [H, I], optional bias [H], weight [O, H],
+                optional bias [O], in that order); the message lists its tensors.
+        """
+        if not isinstance(layout, ParamLayout):
+            raise TypeError(f"layout must be a ParamLayout; got {type(layout).__name__}")
+        entries = list(layout.entries)
+        shapes = [(e.name, tuple(e.shape)) for e in entries]
+        problem = ValueError(
+            f"aligned distances need a one-hidden-layer MLP layout (Linear(I, H) -> activation -> Linear(H, O): "
+            f"weight [H, I], optional bias [H], weight [O, H], optional bias [O]); got {shapes}. Deeper networks "
+            "and CNNs are not supported yet")
+        it = iter(entries)
+        w1 = next(it, None)
+        if w1 is None or len(w1.shape) != 2:
+            raise problem
+        b1 = entries[1] if len(entries) > 1 and tuple(entries[1].shape) == (w1.shape[0],) else None
+        rest = entries[2:] if b1 is not None else entries[1:]
+        if not rest or len(rest[0].shape) != 2 or rest[0].shape[1] != w1.shape[0]:
+            raise problem
+        w2 = rest[0]
+        b2 = rest[1] if len(rest) == 2 and tuple(rest[1].shape) == (w2.shape[0],) else None
+        if len(rest) != (2 if b2 is not None else 1):
+            raise problem
+        return cls(w1, b1, w2, b2)
+
+    def groups(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(neuron groups [N, H, I + 1 + O] (I + O without b1), the permutation-invariant rest [N, O] or [N, 0])."""
+        n, h = weights.shape[0], self.hidden
+        parts = [_view(weights, self.w1)]
+        if self.b1 is not None:
+            parts.append(_view(weights, self.b1)[:, :, None])
+        parts.append(_view(weights, self.w2).transpose(1, 2))
+        rest = _view(weights, self.b2) if self.b2 is not None else weights.new_zeros(n, 0)
+        return torch.cat(parts, dim=2).reshape(n, h, -1), rest
+
+
+def aligned_distance(a: torch.Tensor, b: torch.Tensor, layout: ParamLayout) -> tuple[float, torch.Tensor]:
+    """The aligned distance of two models and the permutation that attains it.
+
+    Args:
+        a, b: flat weights [D] (or [1, D]) in ``layout``.
+        layout: a one-hidden-layer MLP layout (``HiddenUnits.of``).
+
+    Returns:
+        (distance, perm int64 [H]): ``symmetry.permute(b, layout, [perm])`` is ``b`` aligned to ``a``, and the
+        plain L2 distance between ``a`` and that is ``distance``.
+    """
+    distances, _, perms = aligned_nearest(a.reshape(1, -1), b.reshape(1, -1), layout, k=1)
+    return float(distances[0, 0]), perms[0, 0]
+
+
+def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamLayout, k: int = 1,
+                    exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` reference models nearest to each query model after aligning hidden units (module docstring).
+
+    Args:
+        query: [N, D] float32/float64 flat weights of one-hidden-layer MLPs in ``layout``.
+        reference: [M, D], same dtype and device.
+        layout: their layout.
+        k: neighbours per query, 1 <= k <= M (M - 1 with ``exclude_self``).
+        exclude_self: query and reference are the same set and query i never returns reference i (by index: an
+            exact or permuted duplicate elsewhere still returns 0).
+
+    Returns:
+        (distances [N, k] ascending, in the inputs' dtype; indices int64 [N, k], ties to the lowest index;
+        perms int64 [N, k, H]: reference ``indices[a, j]`` with its hidden units permuted by ``perms[a, j]``
+        (``symmetry.permute(reference[indices[a, j]], layout, [perms[a, j]])``: new unit i is old unit
+        ``perms[a, j, i]``) is the copy closest to query a).
+
+    Raises:
+        TypeError / ValueError: not [N, D] floating tensors of the layout's size, mismatched dtypes or devices, k
+            out of range, a layout that is not a one-hidden-layer MLP, non-finite weights.
+    """
+    units = HiddenUnits.of(layout)
+    query = _check.matrix("query", query)
+    reference = _check.matrix("reference", reference, like=query, like_name="query")
+    if query.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"query must be float32 or float64; got {query.dtype}")
+    if query.shape[1] != layout.size:
+        raise ValueError(f"query must be [N, {layout.size}] for this layout; got {tuple(query.shape)}")
+    if exclude_self:
+        _check.same_set(query, reference)
+    k = _check.neighbour_count(k, reference.shape[0] - int(exclude_self), exclude_self)
+    for name, x in (("query", query), ("reference", reference)):
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} holds NaN or Inf weights; aligned distances need finite ones")
+
+    q_groups, q_rest = (t.double() for t in units.groups(query))
+    r_groups, r_rest = (t.double() for t in units.groups(reference))
+    q_sq, r_sq = q_groups.square().sum(2), r_groups.square().sum(2)  # [N, H], [M, H]
+    q_sorted, r_sorted = q_sq.sqrt().sort(dim=1).values, r_sq.sqrt().sort(dim=1).values
+    n, m, h = query.shape[0], reference.shape[0], units.hidden
+    best = torch.full((n, k), math.inf, dtype=torch.float64, device=query.device)
+    best_index = torch.full((n, k), -1, dtype=torch.int64, device=query.device)
+    best_perm = torch.zeros((n, k, h), dtype=torch.int64, device=query.device)
+    for q0 in range(0, n, _QUERY_BLOCK):
+        qs = slice(q0, min(n, q0 + _QUERY_BLOCK))
+        bound = _lower_bound(q_sorted[qs], r_sorted, q_rest[qs], r_rest)  # [Q, M] squared
+        if exclude_self:
+            bound[torch.arange(qs.stop - q0), torch.arange(q0, qs.stop)] = math.inf
+        # Blocks of references, those with the smallest bounds for this query block first.
+        order = bound.min(dim=0).values.argsort()
+        for r0 in range(0, m, _REFERENCE_BLOCK):
+            refs = order[r0:r0 + _REFERENCE_BLOCK]
+            # Pairs that can still enter the top k (excluded pairs have an infinite bound).
+            live = (bound[:, refs] <= best[qs, -1:]) & bound[:, refs].isfinite()
+            if not live.any():
+                continue
+            costs = _costs(q_groups[qs], q_sq[qs], r_groups[refs], r_sq[refs])  # [Q, R, H, H]
+            qi, ri = live.nonzero(as_tuple=True)
+            perm, total = linear_assignment(costs[qi, ri])
+            values = torch.full(live.shape, math.inf, dtype=torch.float64, device=query.device)
+            values[qi, ri] = (total + (q_rest[qs][qi] - r_rest[refs][ri]).square().sum(1)).clamp(min=0)
+            perms = torch.zeros((*live.shape, h), dtype=torch.int64, device=query.device)
+            perms[qi, ri] = perm
+            best[qs], best_index[qs], best_perm[qs] = _top_k(
+                torch.cat([best[qs], values], 1), torch.cat([best_index[qs], refs.expand_as(values)], 1),
+                torch.cat([best_perm[qs], perms], 1), k)
+    exact = torch.cat([_exact_distances(q_groups[rows], q_rest[rows], r_groups, r_rest, best_index[rows],
+                                        best_perm[rows]) for rows in torch.arange(n).split(_QUERY_BLOCK)])
+    distances, index, perms = _top_k(exact, best_index, best_perm, k)
+    return distances.to(query.dtype), index, perms
+
+
+def _view(weights: torch.Tensor, entry: ParamEntry) -> torch.Tensor:
+    return weights[:, entry.offset: entry.offset + entry.numel].reshape(weights.shape[0], *entry.shape)
+
+
+def _lower_bound(q_sorted: torch.Tensor, r_sorted: torch.Tensor, q_rest: torch.Tensor,
+                 r_rest: torch.Tensor) -> torch.Tensor:
+    """LB^2 [Q, M] (module docstring), lowered by a margin relative to the terms it cancels."""
+    left = torch.cat([q_sorted, q_rest], dim=1)
+    right = torch.cat([r_sorted, r_rest], dim=1)
+    scale = left.square().sum(1)[:, None] + right.square().sum(1)[None, :]
+    estimate = scale - 2 * left @ right.T
+    return (estimate - _BOUND_MARGIN * scale).clamp(min=0)
+
+
+def _costs(q_groups: torch.Tensor, q_sq: torch.Tensor, r_groups: torch.Tensor, r_sq: torch.Tensor) -> torch.Tensor:
+    """C[a, b, i, j] = ||g_i(q_a) - g_j(r_b)||^2 [Q, R, H, H] from one float64 GEMM."""
+    qn, h, g = q_groups.shape
+    rn = r_groups.shape[0]
+    cross = (q_groups.reshape(qn * h, g) @ r_groups.reshape(rn * h, g).T).reshape(qn, h, rn, h).transpose(1, 2)
+    return (q_sq[:, None, :, None] + r_sq[None, :, None, :] - 2 * cross).clamp(min=0)
+
+
+def _top_k(values: torch.Tensor, index: torch.Tensor, perms: torch.Tensor,
+           k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the k smallest values, ties to the lowest index (empty slots: value inf, index -1, last)."""
+    key = torch.where(index < 0, torch.iinfo(torch.int64).max, index)
+    by_index = key.argsort(dim=1, stable=True)
+    order = by_index.gather(1, values.gather(1, by_index).argsort(dim=1, stable=True))[:, :k]
+    return values.gather(1, order), index.gather(1, order), perms.gather(1, order[:, :, None].expand(-1, -1,
+                                                                                                   perms.shape[2]))
+
+
+def _exact_distances(q_groups: torch.Tensor, q_rest: torch.Tensor, r_groups: torch.Tensor, r_rest: torch.Tensor,
+                     index: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum_i ||g_i(q) - g_perm(i)(r)||^2 + ||rest(q) - rest(r)||^2) by float64 direct differences [N, k]."""
+    n, k, h = perms.shape
+    chosen = r_groups[index.clamp(min=0)]  # [N, k, H, G]
+    aligned = chosen.gather(2, perms[:, :, :, None].expand_as(chosen))
+    squared = (q_groups[:, None] - aligned).square().sum((2, 3)) + (q_rest[:, None] - r_rest[index]).square().sum(2)
+    return squared.sqrt()
