@@ -18,12 +18,15 @@ How ``aligned_nearest`` stays exact and avoids most assignments:
   whose LB exceeds the query's k-th best distance so far cannot be among its k nearest and is never solved. The
   bound is computed from GEMM terms in float64 and lowered by a margin far above their rounding error, so it stays
   a bound.
-- **Costs and assignments.** Cost matrices come from one float64 GEMM of neuron groups per block
-  (||g||^2 + ||h||^2 - 2 g.h); ``linear_assignment`` solves them in batches.
-- **Reported distances** are recomputed for the final k per query with float64 direct differences under the chosen
-  permutation, so a near-duplicate (a permuted copy plus 1e-6 noise) gets its true distance, not a cancelled GEMM
-  estimate. The permutation is optimal for the GEMM costs; where two permutations tie within their float64
-  rounding (about 1e-13 relative to the squared norms), the reported distance is that of one of them.
+- **Screening.** Cost matrices come out of one GEMM per block in the inputs' dtype (float32 for float32 weights):
+  augmented groups [g, ||g||^2, 1] . [-2h, 1, ||h||^2] = ||g - h||^2, and ``linear_assignment`` solves them in
+  batches. With u the unit roundoff, a cost is off by at most (gamma_{G+2} + 4u)(||g|| + ||h||)^2 (the dot
+  product's bound with sum |x_k y_k| <= (||g|| + ||h||)^2, the rounded norms and the rounded result), so a solved
+  total is within S = (gamma_{G+2} + 4u) sum_i (||g_i(q)|| + max_j ||g_j(r)||)^2 of the pair's true optimum.
+- **Exact ranking.** Every pair whose lower end can still beat its query's k-th best upper end is recomputed: costs
+  by float64 direct differences, the assignment solved on those, and the k nearest taken from these exact values
+  (ties to the lowest index). A near-duplicate (a permuted copy plus 1e-6 noise) therefore gets its true distance
+  and the right neighbour, never a cancelled GEMM estimate.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ _QUERY_BLOCK = 64
 _REFERENCE_BLOCK = 256
 # Relative margin that keeps the GEMM-computed lower bound below the true one (float64 rounding is ~1e-15 here).
 _BOUND_MARGIN = 1e-9
+# Candidate pairs whose costs are recomputed by direct differences at once.
+_EXACT_PAIRS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,11 +162,18 @@ def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamL
     q_groups, q_rest = (t.double() for t in units.groups(query))
     r_groups, r_rest = (t.double() for t in units.groups(reference))
     q_sq, r_sq = q_groups.square().sum(2), r_groups.square().sum(2)  # [N, H], [M, H]
-    q_sorted, r_sorted = q_sq.sqrt().sort(dim=1).values, r_sq.sqrt().sort(dim=1).values
-    n, m, h = query.shape[0], reference.shape[0], units.hidden
-    best = torch.full((n, k), math.inf, dtype=torch.float64, device=query.device)
-    best_index = torch.full((n, k), -1, dtype=torch.int64, device=query.device)
-    best_perm = torch.zeros((n, k, h), dtype=torch.int64, device=query.device)
+    q_norms, r_norms = q_sq.sqrt(), r_sq.sqrt()
+    q_sorted, r_sorted = q_norms.sort(dim=1).values, r_norms.sort(dim=1).values
+    # The GEMM operands (module docstring, "Screening"), in the inputs' dtype.
+    q_aug = torch.cat([q_groups, q_sq[..., None], torch.ones_like(q_sq)[..., None]], 2).to(query.dtype)
+    r_aug = torch.cat([-2 * r_groups, torch.ones_like(r_sq)[..., None], r_sq[..., None]], 2).to(query.dtype)
+    unit = 2.0 ** -24 if query.dtype == torch.float32 else 2.0 ** -53
+    width = q_aug.shape[2]
+    factor = width * unit / (1 - width * unit) + 4 * unit
+    r_max = r_norms.max(1).values
+    n, m = query.shape[0], reference.shape[0]
+    kth_upper = torch.full((n, k), math.inf, dtype=torch.float64, device=query.device)  # k best upper ends
+    candidates: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (query, reference, lower end)
     for q0 in range(0, n, _QUERY_BLOCK):
         qs = slice(q0, min(n, q0 + _QUERY_BLOCK))
         bound = _lower_bound(q_sorted[qs], r_sorted, q_rest[qs], r_rest)  # [Q, M] squared
@@ -172,23 +184,62 @@ def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamL
         for r0 in range(0, m, _REFERENCE_BLOCK):
             refs = order[r0:r0 + _REFERENCE_BLOCK]
             # Pairs that can still enter the top k (excluded pairs have an infinite bound).
-            live = (bound[:, refs] <= best[qs, -1:]) & bound[:, refs].isfinite()
+            live = (bound[:, refs] <= kth_upper[qs, -1:]) & bound[:, refs].isfinite()
             if not live.any():
                 continue
-            costs = _costs(q_groups[qs], q_sq[qs], r_groups[refs], r_sq[refs])  # [Q, R, H, H]
             qi, ri = live.nonzero(as_tuple=True)
-            perm, total = linear_assignment(costs[qi, ri])
-            values = torch.full(live.shape, math.inf, dtype=torch.float64, device=query.device)
-            values[qi, ri] = (total + (q_rest[qs][qi] - r_rest[refs][ri]).square().sum(1)).clamp(min=0)
-            perms = torch.zeros((*live.shape, h), dtype=torch.int64, device=query.device)
-            perms[qi, ri] = perm
-            best[qs], best_index[qs], best_perm[qs] = _top_k(
-                torch.cat([best[qs], values], 1), torch.cat([best_index[qs], refs.expand_as(values)], 1),
-                torch.cat([best_perm[qs], perms], 1), k)
-    exact = torch.cat([_exact_distances(q_groups[rows], q_rest[rows], r_groups, r_rest, best_index[rows],
-                                        best_perm[rows]) for rows in torch.arange(n).split(_QUERY_BLOCK)])
-    distances, index, perms = _top_k(exact, best_index, best_perm, k)
-    return distances.to(query.dtype), index, perms
+            _, total = linear_assignment(_costs(q_aug[qs], r_aug[refs])[qi, ri])
+            approx = total + (q_rest[qs][qi] - r_rest[refs][ri]).square().sum(1)
+            slack = factor * (q_norms[qs][qi] + r_max[refs][ri][:, None]).square().sum(1)
+            upper = torch.full(live.shape, math.inf, dtype=torch.float64, device=query.device)
+            upper[qi, ri] = approx + slack
+            kth_upper[qs] = torch.cat([kth_upper[qs], upper], 1).sort(dim=1).values[:, :k]
+            candidates.append((qs.start + qi, refs[ri], approx - slack))
+            candidates = [_still_possible(c, kth_upper[:, -1]) for c in candidates]
+    cand_q, cand_r, _ = (torch.cat(parts) for parts in zip(*candidates))
+    exact, perms = _exact(q_groups, q_rest, r_groups, r_rest, cand_q, cand_r)
+    values, index, perm = _per_query(n, cand_q, exact, cand_r, perms)
+    distances, index, perms = _top_k(values, index, perm, k)
+    return distances.sqrt().to(query.dtype), index, perms
+
+
+def _still_possible(candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                    kth_upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidates whose lower end does not exceed their query's k-th best upper end."""
+    rows, refs, lower = candidates
+    keep = lower <= kth_upper[rows]
+    return rows[keep], refs[keep], lower[keep]
+
+
+def _exact(q_groups: torch.Tensor, q_rest: torch.Tensor, r_groups: torch.Tensor, r_rest: torch.Tensor,
+           rows: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exact squared aligned distances [P], permutations [P, H]) of the candidate pairs: costs by float64 direct
+    differences, assignments solved on them."""
+    totals, perms = [], []
+    for part in torch.arange(rows.shape[0], device=rows.device).split(_EXACT_PAIRS):
+        a, b = rows[part], refs[part]
+        # torch.cdist without its GEMM path: coordinate differences, so no cancellation on near-duplicates.
+        costs = torch.cdist(q_groups[a], r_groups[b], compute_mode="donot_use_mm_for_euclid_dist").square()
+        perm, total = linear_assignment(costs)
+        totals.append(total + (q_rest[a] - r_rest[b]).square().sum(1))
+        perms.append(perm)
+    return torch.cat(totals), torch.cat(perms)
+
+
+def _per_query(n: int, rows: torch.Tensor, values: torch.Tensor, refs: torch.Tensor,
+               perms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidates grouped by query into padded [n, C] arrays (padding: value inf, index -1)."""
+    order = rows.argsort(stable=True)
+    rows, values, refs, perms = rows[order], values[order], refs[order], perms[order]
+    counts = torch.bincount(rows, minlength=n)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(rows.shape[0], device=rows.device) - starts[rows]
+    width = int(counts.max())
+    dense_values = torch.full((n, width), math.inf, dtype=values.dtype, device=values.device)
+    dense_refs = torch.full((n, width), -1, dtype=torch.int64, device=values.device)
+    dense_perms = torch.zeros((n, width, perms.shape[1]), dtype=torch.int64, device=values.device)
+    dense_values[rows, slot], dense_refs[rows, slot], dense_perms[rows, slot] = values, refs, perms
+    return dense_values, dense_refs, dense_perms
 
 
 def _view(weights: torch.Tensor, entry: ParamEntry) -> torch.Tensor:
@@ -205,12 +256,11 @@ def _lower_bound(q_sorted: torch.Tensor, r_sorted: torch.Tensor, q_rest: torch.T
     return (estimate - _BOUND_MARGIN * scale).clamp(min=0)
 
 
-def _costs(q_groups: torch.Tensor, q_sq: torch.Tensor, r_groups: torch.Tensor, r_sq: torch.Tensor) -> torch.Tensor:
-    """C[a, b, i, j] = ||g_i(q_a) - g_j(r_b)||^2 [Q, R, H, H] from one float64 GEMM."""
-    qn, h, g = q_groups.shape
-    rn = r_groups.shape[0]
-    cross = (q_groups.reshape(qn * h, g) @ r_groups.reshape(rn * h, g).T).reshape(qn, h, rn, h).transpose(1, 2)
-    return (q_sq[:, None, :, None] + r_sq[None, :, None, :] - 2 * cross).clamp(min=0)
+def _costs(q_aug: torch.Tensor, r_aug: torch.Tensor) -> torch.Tensor:
+    """C[a, b, i, j] ~ ||g_i(q_a) - g_j(r_b)||^2 [Q, R, H, H] (a view) from one GEMM of the augmented groups."""
+    qn, h, width = q_aug.shape
+    rn = r_aug.shape[0]
+    return (q_aug.reshape(qn * h, width) @ r_aug.reshape(rn * h, width).T).view(qn, h, rn, h).transpose(1, 2)
 
 
 def _top_k(values: torch.Tensor, index: torch.Tensor, perms: torch.Tensor,
@@ -221,13 +271,3 @@ def _top_k(values: torch.Tensor, index: torch.Tensor, perms: torch.Tensor,
     order = by_index.gather(1, values.gather(1, by_index).argsort(dim=1, stable=True))[:, :k]
     return values.gather(1, order), index.gather(1, order), perms.gather(1, order[:, :, None].expand(-1, -1,
                                                                                                    perms.shape[2]))
-
-
-def _exact_distances(q_groups: torch.Tensor, q_rest: torch.Tensor, r_groups: torch.Tensor, r_rest: torch.Tensor,
-                     index: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
-    """sqrt(sum_i ||g_i(q) - g_perm(i)(r)||^2 + ||rest(q) - rest(r)||^2) by float64 direct differences [N, k]."""
-    n, k, h = perms.shape
-    chosen = r_groups[index.clamp(min=0)]  # [N, k, H, G]
-    aligned = chosen.gather(2, perms[:, :, :, None].expand_as(chosen))
-    squared = (q_groups[:, None] - aligned).square().sum((2, 3)) + (q_rest[:, None] - r_rest[index]).square().sum(2)
-    return squared.sqrt()
