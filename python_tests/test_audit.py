@@ -247,3 +247,18 @@ def test_every_figure_draws_from_a_real_audit(planted):
     envelope = lines["noise envelope (beyond = above)"]
     assert list(envelope.get_xdata()) == list(result.frontier.envelope_similarity)
     assert all(plots.figure_png(figure).startswith(b"\x89PNG") for figure in figures.values())
+
+
+def test_aligned_audit_sees_permuted_copies(planted):
+    from weightmem_fast.symmetry import permute, random_permutations
+
+    training, _, task, _ = planted
+    perms = random_permutations(training.layout, 10, generator=torch.Generator().manual_seed(3))
+    permuted = permute(training.weights[:10], training.layout, perms)
+    plain = audit(permuted, training, task, progress=False, frontier_models=4, resamples=50)
+    aligned = audit(permuted, training, task, progress=False, frontier_models=4, resamples=50, align=True)
+    # Plain L2 calls a permuted copy novel; after alignment it is the training model itself.
+    assert plain.verdicts["generated"].near_copies.value == 0.0 and plain.groups["generated"].min_l2.min() > 1
+    generated = aligned.groups["generated"]
+    assert torch.equal(generated.nearest_index[:, 0], torch.arange(10)) and (generated.min_l2 == 0).all()
+    assert aligned.verdicts["generated"].near_copies.value == 1.0 and aligned.settings["align"] is True

@@ -48,13 +48,13 @@ def _audit_args(root, **changes):
 
 @pytest.mark.slow  # audits 16 MLPs and draws every figure (a few seconds)
 def test_audit_command_writes_the_report(checkpoints, capsys):
-    assert cli.main(_audit_args(checkpoints)) == 0
+    assert cli.main([*_audit_args(checkpoints), "--align"]) == 0
     out = checkpoints / "out"
     assert (out / "report.html").is_file() and f"report: {out / 'report.html'}" in capsys.readouterr().out
     doc = json.loads((out / "audit.json").read_text())
     assert doc["groups"]["training"]["models"] == 12 and doc["groups"]["generated"]["models"] == 4
     # Held-out runs of the same family: not copies.
-    assert doc["verdicts"]["generated"]["near_copies"]["value"] == 0.0
+    assert doc["verdicts"]["generated"]["near_copies"]["value"] == 0.0 and doc["settings"]["align"] is True
 
 
 @pytest.mark.parametrize("changes, message", [

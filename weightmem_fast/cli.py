@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="test set: 'digits' or a .safetensors/.pt file with 'inputs' and 'labels'")
     audit.add_argument("--out", required=True, metavar="DIR", help="output directory of the report")
     audit.add_argument("--no-baselines", action="store_true", help="skip the noise baselines (the frontier stays)")
+    audit.add_argument("--align", action="store_true",
+                       help="weight distances after aligning hidden units (one-hidden-layer MLPs, exact)")
     audit.add_argument("--k", type=int, default=3, help="nearest training models kept per model (default: 3)")
     audit.add_argument("--seed", type=int, default=0, help="seed of baselines, frontier and bootstrap")
     audit.add_argument("--grid", type=int, default=300, help="decision-boundary grid size (default: the study's 300)")

@@ -86,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
 
     template = template_from_spec(args.template)
     layout = ParamLayout.from_module(template)
+    if args.align:
+        from .symmetry.aligned import HiddenUnits
+
+        try:
+            HiddenUnits.of(layout)
+        except ValueError as error:
+            raise UsageError(f"--align needs a one-hidden-layer MLP template: {error}") from error
     training = load_weights("--training", args.training, layout)
     generated = load_weights("--generated", args.generated, layout)
     inputs, labels = classifier_data(args.data, template)
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:
         raise UsageError(f"--data {args.data}: {error}") from error
     result = audit(generated, training, task, baselines="none" if args.no_baselines else "default",
-                   progress=not args.quiet, k=args.k, seed=args.seed)
+                   progress=not args.quiet, k=args.k, seed=args.seed, align=args.align)
     report = result.report(args.out, tasks={"audit": task}, grid=args.grid)
     print(f"report: {report}")
     return 0

@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 from .. import baselines as baselines_lib
 from .._version import __version__
 from ..io import Zoo
+from ..layout import ParamLayout
 from ..ops import nearest
+from ..symmetry.aligned import HiddenUnits, aligned_nearest
 from . import verdict as verdict_lib
 from .result import AuditResult, Estimate, GroupAudit, Role, Verdict
 from .tasks import ClassifierTask, FieldTask, Measured
@@ -48,6 +50,7 @@ def audit(
     baseline_models: int = BASELINE_MODELS,
     resamples: int = 1000,
     level: float = 0.95,
+    align: bool = False,
 ) -> AuditResult:
     """Audits generated weights for memorisation of the training weights.
 
@@ -75,6 +78,9 @@ def audit(
         frontier_models: noised models per sigma (default 32 for classifiers, 8 for fields).
         baseline_models: models per default baseline (fewer when the training set is smaller).
         resamples, level: bootstrap resamples and confidence level of the verdict's intervals.
+        align: measure weight distances after aligning hidden units (``aligned_nearest``: exact, for
+            one-hidden-layer MLP layouts, as the study does for G.pt); a permuted copy of a training model is then
+            at distance 0.
 
     Returns:
         AuditResult (``to_json``, ``to_frame``, ``save``, ``report``).
@@ -95,6 +101,8 @@ def audit(
                          f"{task.training_clouds.shape[0]} clouds for {training_weights.shape[0]} models")
     if not isinstance(k, int) or not 1 <= k <= training_weights.shape[0] - 1:
         raise ValueError(f"k must be an int in [1, {training_weights.shape[0] - 1}] (training models - 1); got {k!r}")
+    if align:
+        HiddenUnits.of(task.layout)  # a clear error for layouts without one hidden layer to align
     if not 0 < level < 1 or not isinstance(resamples, int) or resamples < 1:
         raise ValueError(f"level must be in (0, 1) and resamples an int >= 1; got {level!r} and {resamples!r}")
     trajectory = training_trajectory if trajectory is None else trajectory
@@ -122,7 +130,8 @@ def audit(
         is_training = role == "training"
         measured[name] = task.measure(weights, training=is_training)
         similarity, index = task.similarity(measured[name], measured["training"], exclude_self=is_training)
-        distances, neighbours = _nearest(weights, training_weights, k, is_training)
+        distances, neighbours = _nearest(weights, training_weights, k, is_training,
+                                         task.layout if align else None)
         metrics = {behaviour.quality: measured[name].quality, behaviour.similarity: similarity,
                    behaviour.similarity_index: index}
         if role == "frontier":
@@ -152,7 +161,7 @@ def audit(
                                         generator) if finite.any() else Estimate(math.nan, math.nan, math.nan, level),
             thresholds)
 
-    settings = {"task": task.settings(), "k": k, "seed": seed, "trajectory": trajectory, "training_std": std,
+    settings = {"task": task.settings(), "k": k, "seed": seed, "align": align, "trajectory": trajectory, "training_std": std,
                 "noise_factors": list(NOISE_FACTORS), "frontier_sigmas": sigmas.tolist(),
                 "frontier_models": sweep.shape[0] // sigmas.shape[0], "baseline_models": baseline_models,
                 "baselines": baselines if isinstance(baselines, str) else sorted(baselines),
@@ -228,15 +237,21 @@ def _frontier(training: torch.Tensor, task: ClassifierTask | FieldTask, sigmas: 
     return values, torch.cat(sets)
 
 
-def _nearest(weights: torch.Tensor, training: torch.Tensor, k: int, exclude_self: bool) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-    """(distances [n, k], indices [n, k]) to the nearest training rows; NaN and -1 for rows with NaN/Inf weights
-    (a broken generated model is reported, not an error)."""
+def _nearest(weights: torch.Tensor, training: torch.Tensor, k: int, exclude_self: bool,
+             aligned_layout: ParamLayout | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances [n, k], indices [n, k]) to the nearest training rows, plain or (with ``aligned_layout``) after
+    aligning hidden units; NaN and -1 for rows with NaN/Inf weights (a broken generated model is reported, not an
+    error)."""
+    def search(query: torch.Tensor, self_excluded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if aligned_layout is None:
+            return nearest(query, training, k=k, exclude_self=self_excluded)
+        return aligned_nearest(query, training, aligned_layout, k=k, exclude_self=self_excluded)[:2]
+
     finite = torch.isfinite(weights).all(dim=1)
     if finite.all():
-        return nearest(weights, training, k=k, exclude_self=exclude_self)
+        return search(weights, exclude_self)
     distances = torch.full((weights.shape[0], k), float("nan"), device=weights.device)
     indices = torch.full((weights.shape[0], k), -1, dtype=torch.int64, device=weights.device)
     if finite.any():
-        distances[finite], indices[finite] = nearest(weights[finite], training, k=k)
+        distances[finite], indices[finite] = search(weights[finite], False)
     return distances, indices

@@ -58,8 +58,8 @@ def hyper_representations(quick: bool, fit: FitFn, seed: int) -> Prepared:
 
 def gpt_method(quick: bool, fit: FitFn, seed: int) -> Prepared:
     """G.pt on digits MLP trajectories; generated = one-step prompting (target loss 0) from held-out initial
-    checkpoints; training group = the final checkpoint of every training run (study_spec §4.3). Plain L2: the
-    permutation-aligned distance of the study comes with issue 9."""
+    checkpoints; training group = the final checkpoint of every training run; weight distances permutation-aligned
+    (study_spec §4.3)."""
     trajectory_zoo = gpt.demo_zoo(**({"n_runs": 20, "epochs": 3} if quick else {}))
     overrides = {"held_out_runs": 4, "width": 64, "diffusion_steps": 200,
                  "optim": {"steps": 100, "warmup_steps": 10}} if quick else {}
@@ -71,11 +71,11 @@ def gpt_method(quick: bool, fit: FitFn, seed: int) -> Prepared:
     data = zoo.digits()
     return Prepared(trajectory_zoo.weights[finals], generator.sample(16 if quick else 64, seed=seed),
                     ClassifierTask(zoo.model_from_zoo(trajectory_zoo, 0), data.test_x.flatten(1), data.test_y,
-                                   layout=trajectory_zoo.layout), {},
+                                   layout=trajectory_zoo.layout), {"align": True},
                     [f"zoo: {int(runs.max()) + 1} digits MLP runs x {int((runs == 0).sum())} checkpoints "
                      f"(D = {trajectory_zoo.layout.size}); training group: the final checkpoints of the "
                      f"{int(finals.sum())} training runs; samples: prompted with loss 0 from the initial checkpoints "
-                     f"of the {held_out} held-out runs; distances are plain L2 (not permutation-aligned)"])
+                     f"of the {held_out} held-out runs; weight distances after aligning hidden units (as the study)"])
 
 
 def hyperdiffusion_method(quick: bool, fit: FitFn, seed: int) -> Prepared:
