@@ -1,4 +1,4 @@
-"""G.pt (issue 7, study_spec §4): trajectory pairs with neuron permutation, the denoiser's global residual, the
+"""G.pt (issue 7, study_spec §4): trajectory pairs, the denoiser's global residual, the
 common Generator interface, and (slow) the demo config's samples on digits."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from weightmem_fast import evaluate, zoo
 from weightmem_fast.generators import Tokenizer, get
 from weightmem_fast.generators.gpt import Gpt, GptConfig, demo_zoo
 from weightmem_fast.generators.gpt_denoiser import GptDenoiser
-from weightmem_fast.generators.gpt_pairs import NeuronPermuter, Trajectories
+from weightmem_fast.generators.gpt_pairs import Trajectories
 from weightmem_fast.io import Zoo
 
 # A G.pt small enough to fit in well under a second: 20 diffusion steps, one 16-wide block, 5 optimiser steps.
@@ -44,36 +44,6 @@ def scores(digits, zoo_: Zoo, weights: torch.Tensor):
 # ----------------------------------------------------------------------------------------------------------------
 # Training data
 # ----------------------------------------------------------------------------------------------------------------
-
-def test_permutation_keeps_the_mlp_function(digits, tiny_zoo):
-    permuter = NeuronPermuter(tiny_zoo.layout)
-    assert permuter.hidden == (10,)
-    weights = tiny_zoo.weights[[2, 5, 8]]  # trained checkpoints
-    perms = permuter.random(3, generator=torch.Generator().manual_seed(1))
-    permuted = permuter.apply(weights, perms)
-    assert not torch.equal(permuted, weights)
-    before, after = scores(digits, tiny_zoo, weights), scores(digits, tiny_zoo, permuted)
-    assert torch.equal(before.predictions, after.predictions)
-    # Same sums in another order: float rounding only.
-    assert torch.allclose(before.loss, after.loss, rtol=1e-5)
-
-
-def test_permutation_moves_whole_neurons(tiny_zoo):
-    layout = tiny_zoo.layout  # 0.weight [10, 64], 0.bias [10], 2.weight [10, 10], 2.bias [10]
-    perm = torch.tensor([[3, 0, 1, 2, 4, 5, 6, 7, 8, 9]])
-    flat = tiny_zoo.weights[:1]
-    out = NeuronPermuter(layout).apply(flat, [perm])
-    w1, b1, w2, b2 = (flat[0, e.offset: e.offset + e.numel].view(e.shape) for e in layout.entries)
-    n1, nb1, n2, nb2 = (out[0, e.offset: e.offset + e.numel].view(e.shape) for e in layout.entries)
-    assert torch.equal(n1, w1[perm[0]]) and torch.equal(nb1, b1[perm[0]])
-    assert torch.equal(n2, w2[:, perm[0]]) and torch.equal(nb2, b2)
-
-
-def test_permuter_rejects_a_non_mlp_layout():
-    layout = zoo.zoo_layout(zoo.cnn(1, 8))
-    with pytest.raises(ValueError, match="MLP layout"):
-        NeuronPermuter(layout)
-
 
 def test_trajectories_hold_out_the_last_runs_and_pair_forward_in_time(tiny_zoo):
     data = Trajectories.split(tiny_zoo, held_out_runs=2)

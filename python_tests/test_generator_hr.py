@@ -10,7 +10,7 @@ import torch
 import weightmem_fast as wmf
 from weightmem_fast import generators, zoo
 from weightmem_fast.generators.hr import HRConfig, HyperRepresentations, demo_zoo
-from weightmem_fast.generators.hr_augment import ChainPermuter, add_noise, random_erase
+from weightmem_fast.generators.hr_augment import add_noise, random_erase
 from weightmem_fast.generators.hr_kde import kde_sample_per_dim, top_quantile_rows
 from weightmem_fast.generators.hr_model import nt_xent
 from weightmem_fast.io import Zoo
@@ -57,13 +57,6 @@ def cnn_zoo() -> Zoo:
     metadata = [{"arch": "cnn", "arch_kwargs": {}, "input_shape": [1, 8, 8], "classes": 10,
                  "test_accuracy": 0.1 * i} for i in range(6)]
     return Zoo(weights, layout, metadata)
-
-
-@pytest.fixture(scope="module")
-def trained(data) -> Zoo:
-    """Three digits CNNs trained for one epoch (untrained ones predict one class, hiding permutation errors)."""
-    with _single_thread():
-        return zoo.train_zoo("cnn", data, 3, 1, lr=0.03, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -124,41 +117,6 @@ def test_hr_config_rejects_bad_values():
 # ------------------------------------------------------------------------------------------------------------------
 # Method-specific pieces
 # ------------------------------------------------------------------------------------------------------------------
-
-def test_permutation_augmentation_preserves_the_function(data, trained):
-    template = zoo.cnn(1, 8)
-    permuter = ChainPermuter(trained.layout)
-    assert permuter.units == [8, 6, 4, 20, 10]
-    weights = trained.weights
-    permuted = weights.gather(1, permuter.random_index(3, torch.Generator().manual_seed(0)))
-    assert (permuted != weights).float().mean() > 0.9  # nearly every value moved
-    assert torch.equal(permuted.sort(dim=1).values, weights.sort(dim=1).values)  # the same values, rearranged
-    before = wmf.evaluate(template, weights, data.test_x, data.test_y, trained.layout)
-    after = wmf.evaluate(template, permuted, data.test_x, data.test_y, trained.layout)
-    assert float(before.accuracy.min()) > 0.3  # trained: a wrong permutation would change many predictions
-    assert torch.equal(before.predictions, after.predictions)
-    torch.testing.assert_close(after.loss, before.loss, rtol=1e-5, atol=1e-6)  # only summation order changes
-
-
-def test_permuting_without_the_next_layers_columns_changes_the_function(data, trained):
-    # Guards the test above: moving conv3's output channels without fc1's input blocks changes predictions.
-    layout = trained.layout
-    weights = trained.weights.clone()
-    for name in ("6.weight", "6.bias"):
-        entry = layout.entries[layout.names.index(name)]
-        block = weights[:, entry.offset:entry.offset + entry.numel].view(len(trained), entry.shape[0], -1)
-        weights[:, entry.offset:entry.offset + entry.numel] = block.roll(1, dims=1).flatten(1)
-    template = zoo.cnn(1, 8)
-    before = wmf.evaluate(template, trained.weights, data.test_x, data.test_y, layout)
-    after = wmf.evaluate(template, weights, data.test_x, data.test_y, layout)
-    assert (before.predictions != after.predictions).float().mean() > 0.1
-
-
-def test_chain_permuter_rejects_a_non_chain_layout():
-    layout = ParamLayout.from_named_tensors([("0.weight", (4, 3)), ("1.weight", (2, 5))])
-    with pytest.raises(ValueError, match="fan-in 5"):
-        ChainPermuter(layout)
-
 
 def test_noise_and_erasing_augmentations():
     ones = torch.ones(200, 100)

@@ -7,7 +7,6 @@ import torch
 import weightmem_fast as wmf
 from weightmem_fast import fields
 from weightmem_fast.generators import GaussianDiffusion, Optim, get
-from weightmem_fast.generators.gpt_pairs import NeuronPermuter
 from weightmem_fast.generators import hyperdiffusion
 from weightmem_fast.generators.hyperdiffusion import (DEMO_ZOO, HyperDiffusion, HyperDiffusionConfig, demo_zoo,
                                                       permutation_augment)
@@ -133,7 +132,7 @@ def test_hyperdiffusion_rejects_a_bad_augmentation_factor():
 
 def test_permutation_augmentation_preserves_the_occupancy_function():
     zoo = _occupancy_zoo(3, seed=1, frequencies=2, hidden=8, layers=3)
-    augmented = permutation_augment(zoo.weights, NeuronPermuter(zoo.layout), 4, torch.Generator().manual_seed(0))
+    augmented = permutation_augment(zoo.weights, zoo.layout, 4, torch.Generator().manual_seed(0))
     assert augmented.shape == (12, zoo.layout.size)
     assert torch.equal(augmented[:3], zoo.weights)
     points = torch.rand(500, 3) - 0.5

@@ -27,7 +27,8 @@ from .config import Config, zoo_params
 from .diffusion import GaussianDiffusion
 from .ema import EMA
 from .gpt_denoiser import GptDenoiser
-from .gpt_pairs import NeuronPermuter, Trajectories
+from ..symmetry import analyze, permutation_index, random_permutations
+from .gpt_pairs import Trajectories
 from .normalize import ScalarNormalizer
 from .registry import register
 from .tokenize import Tokenizer
@@ -145,7 +146,7 @@ class Gpt(Generator):
             ScalarNormalizer.fit(data.weights)
         weights = self.normalizer.normalize(data.weights).to(self.device)
         losses = data.losses.to(self.device)
-        permuter = NeuronPermuter(self.layout) if cfg.permute else None
+        chain = analyze(self.layout) if cfg.permute else None  # the MLP's hidden units
         self._build()
         self.net.train()
         ema = EMA(self.net, cfg.ema_decay, warmup=cfg.ema_warmup)
@@ -153,8 +154,8 @@ class Gpt(Generator):
         def loss(step: int) -> torch.Tensor:
             i, j = (rows.to(self.device) for rows in data.pairs(cfg.batch_size))
             start, future = weights[i], weights[j]
-            if permuter is not None:
-                index = permuter.index(permuter.random(cfg.batch_size, device=self.device))
+            if chain is not None:
+                index = permutation_index(chain, random_permutations(chain, cfg.batch_size, device=self.device))
                 start, future = start.gather(1, index), future.gather(1, index)
             return self.diffusion.training_loss(self.net, future, start=start, target_loss=losses[j],
                                                 current_loss=losses[i])

@@ -38,7 +38,8 @@ from .. import zoo as zoo_lib
 from ..io import Zoo
 from .base import Generator, module_tensors, sub_tensors
 from .config import Config, zoo_params
-from .hr_augment import ChainPermuter, add_noise, random_erase
+from ..symmetry import analyze, permutation_index, random_permutations
+from .hr_augment import add_noise, random_erase
 from .hr_kde import kde_sample_per_dim, top_quantile_rows
 from .hr_model import ProjectionHead, TransformerAE, nt_xent
 from .normalize import Standardizer
@@ -169,9 +170,13 @@ class HyperRepresentations(Generator):
         self.standardizer = Standardizer.fit(weights, self.layout, granularity="layer")
         self._build()
         head = ProjectionHead(cfg.latent_dim, cfg.projection_dim, cfg.projection_layers).to(self.device)
-        permuter = ChainPermuter(self.layout)
+        # HR's pool of precomputed permutations, the identity included (module docstring).
+        chain = analyze(self.layout)
         identity = torch.arange(self.layout.size, device=self.device)[None]
-        pool = torch.cat([identity, permuter.random_index(cfg.permutations, device=self.device)])
+        pool = [identity]
+        if chain.hidden:
+            pool.append(permutation_index(chain, random_permutations(chain, cfg.permutations, device=self.device)))
+        pool = torch.cat(pool)
         x = self.standardizer.normalize(weights)
         batches = epoch_batches(len(zoo), cfg.batch_size, device=self.device)
 

@@ -12,7 +12,7 @@ The method (study_spec §5.1-5.2, HyperDiffusion's ``configs/diffusion_configs/t
    (``fields.fit_fields(init="first_weights")``), which keeps the MLPs aligned; weights in raw space
    (``normalization_factor`` 1);
 2. optionally, the study's symmetry experiment: ``permutation_augment`` = 2, 4 or 8 adds 1, 3 or 7 random
-   permutations of every MLP's hidden neurons (function-preserving, ``NeuronPermuter``) to the training set;
+   permutations of every MLP's hidden neurons (function-preserving, ``symmetry.permute``) to the training set;
 3. a Gaussian diffusion with 500 steps, betas linear from 1e-4 to 2e-2, trained with the MSE between the predicted
    and the clean weights (x0-prediction), by the transformer ``HyperDiffusionDenoiser`` over one token per tensor
    (``Tokenizer.per_tensor``, "layer_by_layer") plus a timestep token;
@@ -33,11 +33,12 @@ import torch
 
 from .. import fields
 from ..io import Zoo
+from ..layout import ParamLayout
+from ..symmetry import permute, random_permutations
 from ..zoo import cached
 from .base import Generator, module_tensors, sub_tensors
 from .config import Config, zoo_params
 from .diffusion import GaussianDiffusion
-from .gpt_pairs import NeuronPermuter
 from .hyperdiffusion_net import HyperDiffusionDenoiser
 from .registry import register
 from .tokenize import Tokenizer
@@ -117,14 +118,14 @@ def demo_zoo(cache_dir: str | os.PathLike | None = None, progress: bool = False,
                   cache_dir=cache_dir)
 
 
-def permutation_augment(weights: torch.Tensor, permuter: NeuronPermuter, factor: int,
+def permutation_augment(weights: torch.Tensor, layout: ParamLayout, factor: int,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """The training set of the study's symmetry experiment (study_spec §2.9): ``weights`` followed by
     ``factor - 1`` copies of it, each row with its own random permutation of every hidden layer's neurons.
 
     Args:
-        weights: float [N, D] flat MLP weights in ``permuter.layout``.
-        permuter: the MLP's ``NeuronPermuter``.
+        weights: float [N, D] flat MLP weights in ``layout``.
+        layout: their layout (a chain of Linear layers: ``symmetry.permute``).
         factor: the size multiplier, >= 1.
         generator: draws the permutations.
 
@@ -134,8 +135,8 @@ def permutation_augment(weights: torch.Tensor, permuter: NeuronPermuter, factor:
     """
     copies = [weights]
     for _ in range(factor - 1):
-        perms = permuter.random(weights.shape[0], generator=generator, device=weights.device)
-        copies.append(permuter.apply(weights, perms))
+        perms = random_permutations(layout, weights.shape[0], generator=generator, device=weights.device)
+        copies.append(permute(weights, layout, perms))
     return torch.cat(copies)
 
 
@@ -175,7 +176,7 @@ class HyperDiffusion(Generator):
         cfg = self.config
         weights = zoo.weights.to(self.device, torch.float32)
         if cfg.permutation_augment > 1:
-            weights = permutation_augment(weights, NeuronPermuter(self.layout), cfg.permutation_augment)
+            weights = permutation_augment(weights, self.layout, cfg.permutation_augment)
         x = weights * cfg.normalization_factor
         self._build()
         rows = epoch_batches(len(x), cfg.batch_size, device=self.device)
