@@ -12,7 +12,7 @@ import torch
 from weightmem_fast import evaluate, fields, zoo
 from weightmem_fast.audit import AuditResult, ClassifierTask, FieldTask, audit
 from weightmem_fast.audit import verdict as verdict_lib
-from weightmem_fast.audit.result import CLASSIFIER, FIELD, Frontier
+from weightmem_fast.audit.result import CLASSIFIER, FIELD
 from weightmem_fast.io import Zoo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -199,9 +199,15 @@ def test_envelope_for_distances_where_lower_means_closer_and_better():
 
 
 def test_near_copies_and_bootstrap():
-    front = Frontier((0.001, 0.1), (0.98, 0.5), (0.9, 0.6))
-    thresholds = verdict_lib.near_copy_thresholds(CLASSIFIER, front, torch.arange(1.0, 101.0))
-    assert thresholds == {"min_l2": pytest.approx(5.95), "similarity": 0.98}
+    # The sweep: sigma 0.001 gives similarities 1.0, 0.98, 0.99; the least of them is the bar.
+    sweep_sim = torch.tensor([1.0, 0.98, 0.99, 0.5, 0.4])
+    sweep_sigma = torch.tensor([0.001, 0.001, 0.001, 0.1, 0.1], dtype=torch.float64)
+    thresholds = verdict_lib.near_copy_thresholds(CLASSIFIER, torch.arange(1.0, 101.0), sweep_sim, sweep_sigma)
+    assert thresholds == {"min_l2": pytest.approx(5.95), "similarity": pytest.approx(0.98)}
+    # Distances (fields): the largest Chamfer distance among the smallest-sigma models.
+    field = verdict_lib.near_copy_thresholds(FIELD, torch.ones(3), torch.tensor([0.01, 0.03, float("nan"), 0.2]),
+                                             torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64))
+    assert field["similarity"] == pytest.approx(0.03)
     flags = verdict_lib.near_copies(CLASSIFIER, thresholds, torch.tensor([1.0, 1.0, 10.0]),
                                     torch.tensor([0.99, 0.9, 1.0]))
     assert flags.tolist() == [True, False, False]

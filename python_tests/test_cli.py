@@ -28,6 +28,10 @@ def checkpoints(tmp_path_factory):
 
         def not_a_module():
             return 42
+
+        def small_field():
+            from weightmem_fast import fields
+            return fields.OccupancyMLP(hidden=8)
     """))
     sys.path.insert(0, str(root))
     trained = zoo.train_mlp_zoo(zoo.digits(), 16, epochs=3, progress=False)
@@ -81,6 +85,36 @@ def test_mismatched_flat_zoo_layout_is_named(checkpoints, capsys):
     io.save_zoo(wide, other)
     assert cli.main(_audit_args(checkpoints, **{"--generated": other})) == 2
     assert "does not match the template's (760 parameters)" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # fits and meshes 8 small fields (a few seconds)
+def test_audit_command_for_neural_fields(checkpoints, capsys):
+    from safetensors.torch import save_file
+
+    from weightmem_fast import fields
+
+    shapes = fields.make_shapes("airplane", 8)
+    fitted = fields.fit_fields(shapes, steps=200, hidden=8, progress=False)
+    clouds = fields.shape_points(shapes, resolution=32, n_points=256).points
+    io.save_zoo(io.Zoo(fitted.weights[:6], fitted.layout), checkpoints / "fields_training")
+    io.save_zoo(io.Zoo(fitted.weights[:2].clone(), fitted.layout), checkpoints / "fields_generated")
+    save_file({"training_clouds": clouds[:6].contiguous(), "test_clouds": clouds[6:].contiguous()},
+              str(checkpoints / "clouds.safetensors"))
+    args = _audit_args(checkpoints, **{"--training": checkpoints / "fields_training",
+                                       "--generated": checkpoints / "fields_generated",
+                                       "--template": "cli_models:small_field",
+                                       "--data": checkpoints / "clouds.safetensors", "--out": checkpoints / "fout"})
+    assert cli.main([*args, "--task", "field", "--no-baselines"]) == 0
+    doc = json.loads((checkpoints / "fout" / "audit.json").read_text())
+    assert doc["task"] == "field" and doc["settings"]["task"]["test_clouds"] == 2
+    generated = [row for row in doc["models"] if row["group"] == "generated"]
+    assert [(row["min_l2"], row["nearest_1"]) for row in generated] == [(0.0, 0), (0.0, 1)]  # the copies found
+    # A classifier test set is not a field's data.
+    bad = _audit_args(checkpoints, **{"--training": checkpoints / "fields_training",
+                                      "--generated": checkpoints / "fields_generated",
+                                      "--template": "cli_models:small_field", "--out": checkpoints / "fout"})
+    assert cli.main([*bad, "--task", "field"]) == 2
+    assert "'training_clouds' and 'test_clouds'" in capsys.readouterr().err
 
 
 def test_debug_shows_the_traceback(checkpoints):

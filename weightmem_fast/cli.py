@@ -71,18 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     audit = commands.add_parser(
-        "audit", help="audit generated checkpoints against training checkpoints (classifiers)",
-        description="Audits generated classifier checkpoints against training checkpoints: distances, behavioural "
-        "similarity, accuracy, noise baselines and the verdict, written as an HTML report with JSON and CSV.")
+        "audit", help="audit generated checkpoints against training checkpoints (classifiers or neural fields)",
+        description="Audits generated checkpoints against training checkpoints: distances, behavioural "
+        "similarity and quality (classifiers: error sets and accuracy on a test set; neural fields: Chamfer "
+        "distances of their surfaces), noise baselines and the verdict, written as an HTML report with JSON and CSV.")
     audit.add_argument("--training", required=True, metavar="PATH",
                        help="training checkpoints: a directory of .pt/.safetensors state_dicts or a flat zoo")
     audit.add_argument("--generated", required=True, metavar="PATH", help="generated checkpoints (same forms)")
-    audit.add_argument("--task", choices=("classifier",), default="classifier",
-                       help="what behaviour means (classifier: predictions on a test set)")
+    audit.add_argument("--task", choices=("classifier", "field"), default="classifier",
+                       help="what behaviour means: classifier (predictions on a test set) or field (occupancy "
+                       "networks' surfaces; --data then holds 'training_clouds' and 'test_clouds')")
     audit.add_argument("--template", required=True, metavar="MODULE:CALLABLE",
                        help="the architecture: CALLABLE() returns the torch.nn.Module the checkpoints load into")
     audit.add_argument("--data", default="digits", metavar="digits|PATH",
-                       help="test set: 'digits' or a .safetensors/.pt file with 'inputs' and 'labels'")
+                       help="classifier test set: 'digits' or a .safetensors/.pt file with 'inputs' and 'labels'; "
+                       "field: a .safetensors/.pt file with 'training_clouds' and 'test_clouds'")
     audit.add_argument("--out", required=True, metavar="DIR", help="output directory of the report")
     audit.add_argument("--no-baselines", action="store_true", help="skip the noise baselines (the frontier stays)")
     audit.add_argument("--align", action="store_true",

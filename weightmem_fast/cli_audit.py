@@ -65,10 +65,23 @@ def classifier_data(spec: str, template: nn.Module) -> tuple[torch.Tensor, torch
         except RuntimeError:
             inputs = inputs.flatten(1)
         return inputs, labels
+    inputs, labels = _tensors_file(spec, ("inputs", "labels"), "'digits' or ")
+    return inputs, labels.long()
+
+
+def field_data(spec: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and held-out surface clouds for a field audit: a .safetensors / .pt file holding tensors
+    "training_clouds" [N_train, P, 3] (one per training model, in row order) and "test_clouds" [N_test, P, 3]."""
+    training, test = _tensors_file(spec, ("training_clouds", "test_clouds"), "")
+    return training.float(), test.float()
+
+
+def _tensors_file(spec: str, names: tuple[str, ...], alternatives: str) -> tuple[torch.Tensor, ...]:
+    """The named tensors of a .safetensors or .pt (weights_only) file given as --data."""
+    wanted = " and ".join(repr(name) for name in names)
     path = Path(spec)
     if not path.is_file():
-        raise UsageError(f"--data must be 'digits' or a .safetensors/.pt file with 'inputs' and 'labels'; {spec}: "
-                         "no such file")
+        raise UsageError(f"--data must be {alternatives}a .safetensors/.pt file with {wanted}; {spec}: no such file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -76,13 +89,13 @@ def classifier_data(spec: str, template: nn.Module) -> tuple[torch.Tensor, torch
             tensors = load_file(str(path))
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
-        return tensors["inputs"], tensors["labels"].long()
+        return tuple(tensors[name] for name in names)
     except Exception as error:  # any unreadable file is the user's input problem
-        raise UsageError(f"--data {spec}: cannot read tensors 'inputs' and 'labels' ({error})") from error
+        raise UsageError(f"--data {spec}: cannot read tensors {wanted} ({error})") from error
 
 
 def run(args: argparse.Namespace) -> int:
-    from .audit import ClassifierTask, audit
+    from .audit import ClassifierTask, FieldTask, audit
 
     template = template_from_spec(args.template)
     layout = ParamLayout.from_module(template)
@@ -95,11 +108,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--align needs a one-hidden-layer MLP template: {error}") from error
     training = load_weights("--training", args.training, layout)
     generated = load_weights("--generated", args.generated, layout)
-    inputs, labels = classifier_data(args.data, template)
     try:
-        task = ClassifierTask(template, inputs, labels, layout=layout)
+        if args.task == "field":
+            task = FieldTask(layout, *field_data(args.data))
+        else:
+            task = ClassifierTask(template, *classifier_data(args.data, template), layout=layout)
     except (ValueError, TypeError) as error:
-        raise UsageError(f"--data {args.data}: {error}") from error
+        raise UsageError(f"--data {args.data} / --template {args.template}: {error}") from error
     result = audit(generated, training, task, baselines="none" if args.no_baselines else "default",
                    progress=not args.quiet, k=args.k, seed=args.seed, align=args.align)
     report = result.report(args.out, tasks={"audit": task}, grid=args.grid)

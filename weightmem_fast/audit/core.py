@@ -142,7 +142,9 @@ def audit(
     sweep_group = groups["frontier"]
     frontier = verdict_lib.frontier(behaviour, sigmas, sweep_group.metrics[behaviour.similarity],
                                     sweep_group.metrics[behaviour.quality], sweep_group.metrics["sigma"])
-    thresholds = verdict_lib.near_copy_thresholds(behaviour, frontier, groups["training"].min_l2)
+    thresholds = verdict_lib.near_copy_thresholds(behaviour, groups["training"].min_l2,
+                                                  sweep_group.metrics[behaviour.similarity],
+                                                  sweep_group.metrics["sigma"])
     generator = torch.Generator().manual_seed(seed)
     verdicts, per_model = {}, {}
     for name, group in groups.items():

@@ -15,7 +15,9 @@ task's ``Behaviour``.
   the median, half of the noise itself would count as beyond; against the envelope a noise baseline scores
   close to 0 and an exact copy of a training model is beyond only if no noised copy is as good.
 - **Near-copy:** ``min_l2 < q05`` and ``c >= c_0``, where q05 is the 5th percentile of the training models' own
-  min L2 (self excluded) and c_0 the frontier curve's closeness at its smallest sigma (a copy plus almost no noise).
+  min L2 (self excluded) and c_0 the least closeness among the sweep's models at its smallest sigma (copies of
+  training models plus almost no noise; the least, not the median, because a behaviour can be measured with
+  noise of its own, e.g. surface points sampled at random, and an exact copy must still count).
 - **Min-L2 ratio:** mean min L2 of the group / mean min L2 of training models among themselves (< 1: closer to
   training than training models are to each other).
 - **Confidence intervals:** percentile bootstrap over the group's models (and, for the ratio, independently over
@@ -75,12 +77,15 @@ def beyond_frontier(behaviour: Behaviour, frontier: Frontier, similarity: torch.
     return ((g > bar) & ~(c.isnan() | g.isnan())).to(similarity.device)
 
 
-def near_copy_thresholds(behaviour: Behaviour, frontier: Frontier, training_min_l2: torch.Tensor) -> dict[str, float]:
-    """{"min_l2": q05 of the training models' own min L2, "similarity": the frontier's similarity (in the task's
-    own units) at its smallest sigma}."""
-    smallest = min(range(len(frontier.sigmas)), key=lambda i: frontier.sigmas[i])
+def near_copy_thresholds(behaviour: Behaviour, training_min_l2: torch.Tensor, sweep_similarity: torch.Tensor,
+                         sweep_sigmas: torch.Tensor) -> dict[str, float]:
+    """{"min_l2": q05 of the training models' own min L2, "similarity": c_0 in the task's own units (module
+    docstring), from the sweep's per-model similarities and sigmas; NaN when no smallest-sigma model has one}."""
+    rows = (sweep_sigmas == sweep_sigmas.min()) & ~sweep_similarity.isnan()
+    closeness, _ = oriented(behaviour, sweep_similarity[rows], sweep_similarity[rows])
+    least = float(closeness.min()) if rows.any() else math.nan
     return {"min_l2": float(torch.quantile(training_min_l2.double(), NEAR_COPY_PERCENTILE / 100)),
-            "similarity": float(frontier.similarity[smallest])}
+            "similarity": least if behaviour.closer_is_higher else -least}
 
 
 def near_copies(behaviour: Behaviour, thresholds: dict[str, float], min_l2: torch.Tensor,
