@@ -11,6 +11,8 @@ from .analysis import analyze
 from .chain import ChainLayer, ChainStructure
 from .sampling import random_permutations, random_scales
 from .transforms import permutation_index, permute, scale
+from .invariance import InvarianceTable, reconstruction_invariance
 
 __all__ = ["ChainLayer", "ChainStructure", "HiddenUnits", "aligned_distance", "aligned_nearest", "analyze",
-           "permutation_index", "permute", "random_permutations", "random_scales", "scale"]
+           "permutation_index", "permute", "random_permutations", "random_scales", "scale",
+           "InvarianceTable", "reconstruction_invariance"]
