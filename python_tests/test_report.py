@@ -212,7 +212,8 @@ def test_report_several_sections_have_contents_notes_and_own_files(tmp_path):
         return {"plot": PNG}
 
     path = write_report(sections, tmp_path, figures=figures, tasks={"hd": "field task"},
-                        notes={"hr": "trained in 1.5 s\n<b>fast</b>"})
+                        notes={"hr": "trained in 1.5 s\n<b>fast</b>"},
+                        panels={"hd": ['<section class="panel"><h4>invariance</h4></section>']})
     text = path.read_text(encoding="utf-8")
     assert tasks_seen == [None, "field task"]
     assert parse(text).errors == []
@@ -222,6 +223,9 @@ def test_report_several_sections_have_contents_notes_and_own_files(tmp_path):
     assert '<section id="section-1">' in text and '<section id="section-2">' in text
     assert text.index('<section id="section-1">') < text.index('<section id="section-2">')
     assert "trained in 1.5 s\n&lt;b&gt;fast&lt;/b&gt;" in text
+    # A panel goes into its own section, after the figures and before the model table.
+    panel = text.index('<section class="panel"><h4>invariance</h4></section>')
+    assert text.index('<section id="section-2">') < panel < text.rindex("<h3>Models</h3>")
     assert "<th scope=\"col\" data-kind=\"num\" class=\"num\">1-nna</th>" in text  # field metrics in group table
     assert 'href="hr/audit.csv"' in text and 'href="hd/audit.csv"' in text
     for name in sections:
@@ -280,6 +284,7 @@ def test_plain_reading_follows_thresholds(copies, beyond, ratio, expected):
     (lambda r, d: write_report({"report.html": r, "x": r}, d), ValueError, "cannot be a directory name"),
     (lambda r, d: write_report({"a": r}, d, notes={"b": "x"}), ValueError, r"notes names sections \['b'\]"),
     (lambda r, d: write_report({"a": r}, d, notes={"a": 3}), TypeError, r"notes\['a'\] must be a str"),
+    (lambda r, d: write_report({"a": r}, d, panels={"a": "<p>"}), TypeError, r"panels\['a'\] must be a list or tuple"),
     (lambda r, d: write_report({"a": r}, d, tasks=[1]), TypeError, "tasks must be a mapping"),
     (lambda r, d: write_report({"a": r}, d, grid=0), ValueError, "grid must be an int >= 1; got 0"),
     (lambda r, d: write_report({"a": r}, d, grid=2.5), TypeError, "grid must be an int >= 1; got float"),

@@ -17,6 +17,7 @@ from ..generators import gpt, hr, hyperdiffusion
 from ..generators.base import Generator
 from ..generators.pdiff_zoo import pdiff_zoo
 from ..io import Zoo
+from ..symmetry import reconstruction_invariance
 
 FitFn = Callable[[str, Zoo, dict[str, Any]], Generator]
 
@@ -31,6 +32,7 @@ class Prepared:
         task: the behaviour task.
         audit_options: extra keyword arguments of ``audit`` (trajectory, frontier sizes, ...).
         notes: lines for the report (sizes, what the groups are, deviations from the study).
+        panels: extra HTML fragments for the method's report section (built and escaped by this package).
     """
 
     training: torch.Tensor | Zoo
@@ -38,22 +40,28 @@ class Prepared:
     task: ClassifierTask | FieldTask
     audit_options: dict[str, Any]
     notes: list[str]
+    panels: list[str] = dataclasses.field(default_factory=list)
 
 
 def hyper_representations(quick: bool, fit: FitFn, seed: int) -> Prepared:
     """HR on digits CNN trajectories; the training group is the autoencoder's reconstructions of the zoo, as the
-    study audits HR (study_spec §3.3); samples use the study's KDE sampler (``kde_quirk``)."""
+    study audits HR (study_spec §3.3); samples use the study's KDE sampler (``kde_quirk``). Also the study's
+    invariance table (§2.9, §3.4) on the final checkpoint of every run."""
     cnn_zoo = hr.demo_zoo(**({"n_runs": 6, "epochs": 3} if quick else {}))
     overrides = {"optim": {"steps": 60, "warmup_steps": 10}} if quick else {}
     generator = fit("hr", cnn_zoo, overrides)
     data = zoo.digits()
     training = generator.reconstruct(cnn_zoo.weights)
     samples = generator.sample(16 if quick else 100, seed=seed, kde_quirk=True)
-    return Prepared(training, samples, ClassifierTask(zoo.model_from_zoo(cnn_zoo, 0), data.test_x, data.test_y,
-                                                      layout=cnn_zoo.layout), {},
-                    [f"zoo: {cnn_zoo.weights.shape[0]} digits CNN checkpoints (D = {cnn_zoo.layout.size}); training "
-                     "group: their autoencoder reconstructions (the study's reference for HR); samples: the study's "
-                     "KDE sampler (kde_quirk=True)"])
+    template = zoo.model_from_zoo(cnn_zoo, 0)
+    steps = torch.tensor([row["step"] for row in cnn_zoo.metadata])
+    invariance = reconstruction_invariance(generator.reconstruct, cnn_zoo.weights[steps == steps.max()],
+                                           cnn_zoo.layout, template, data.test_x, data.test_y, seed=seed)
+    return Prepared(training, samples, ClassifierTask(template, data.test_x, data.test_y, layout=cnn_zoo.layout),
+                    {}, [f"zoo: {cnn_zoo.weights.shape[0]} digits CNN checkpoints (D = {cnn_zoo.layout.size}); "
+                         "training group: their autoencoder reconstructions (the study's reference for HR); samples: "
+                         "the study's KDE sampler (kde_quirk=True); invariance: the final checkpoint of every run"],
+                    [invariance.to_html()])
 
 
 def gpt_method(quick: bool, fit: FitFn, seed: int) -> Prepared:

@@ -47,7 +47,7 @@ def run_demo(methods: Sequence[str] = METHODS, out: str | os.PathLike = "weightm
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty list of {list(METHODS)}; got {methods}")
     sections: dict[str, AuditResult] = {}
-    tasks, notes = {}, {}
+    tasks, notes, panels = {}, {}, {}
     for method in methods:
         title = TITLES[method]
         timings: dict[str, float] = {}
@@ -62,11 +62,12 @@ def run_demo(methods: Sequence[str] = METHODS, out: str | os.PathLike = "weightm
             {"generated": prepared.generated}, prepared.training, prepared.task, progress=progress, **options))
         timings["audit"] = time.perf_counter() - start
         tasks[title] = prepared.task
+        panels[title] = prepared.panels
         notes[title] = "\n".join(prepared.notes + [
             f"{stage}: {seconds:.0f} s" for stage, seconds in timings.items()] +
             [f"profile: {'quick (smoke run, undertrained generators)' if quick else 'demo'}; "
              f"torch threads: {torch.get_num_threads()}"])
-    return write_report(sections, out, tasks=tasks, notes=notes, grid=grid,
+    return write_report(sections, out, tasks=tasks, notes=notes, panels=panels, grid=grid,
                         title="weightmem_fast demo: do weight generators memorise?")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from ..audit.result import AuditResult, Estimate, Verdict
 from ._html import esc, fmt, png_img, table
@@ -13,7 +13,7 @@ from .reading import plain_reading
 
 
 def section(anchor: str, name: str, result: AuditResult, *, figures: Mapping[str, bytes], csv_href: str,
-            note: str | None, generated: str) -> str:
+            note: str | None, generated: str, panels: Sequence[str] = ()) -> str:
     """The ``<section id=anchor>`` for the audit ``result`` titled ``name``.
 
     Args:
@@ -21,13 +21,14 @@ def section(anchor: str, name: str, result: AuditResult, *, figures: Mapping[str
         csv_href: the section's CSV, relative to the report.
         note: free text shown before the settings (escaped; line breaks kept), or None.
         generated: when the report was written (shown with the versions).
+        panels: trusted HTML fragments shown after the figures (e.g. ``InvarianceTable.to_html()``).
     """
     parts = [f'<section id="{esc(anchor)}">', f"<h2>{esc(name)}</h2>",
              f'<p class="meta">Task: {esc(result.behaviour.kind)}; {sum(map(len, result.groups.values()))} '
              f"models in {len(result.groups)} groups.</p>",
              "<h3>Verdict</h3>", verdicts(result),
              "<h3>Groups</h3>", group_table(result),
-             "<h3>Figures</h3>", figure_block(figures),
+             "<h3>Figures</h3>", figure_block(figures), *panels,
              "<h3>Models</h3>", model_table(result, csv_href)]
     if note:
         parts += ["<h3>Notes</h3>", f'<p class="note">{esc(note)}</p>']

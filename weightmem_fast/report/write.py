@@ -5,7 +5,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 from urllib.parse import quote
 
 from .._files import write_atomic
@@ -33,7 +33,7 @@ _V = TypeVar("_V")
 def write_report(sections: Mapping[str, AuditResult], directory: str | os.PathLike, *,
                  tasks: Mapping[str, Task] | None = None, title: str = "weightmem_fast audit",
                  figures: FigureMaker | None = None, notes: Mapping[str, str] | None = None,
-                 grid: int = 300) -> Path:
+                 panels: Mapping[str, Sequence[str]] | None = None, grid: int = 300) -> Path:
     """Write ``report.html`` into ``directory`` (created if needed), one section per audit, and each audit's
     ``AuditResult.save`` files (``audit.json``, ``audit.csv``, ``arrays.safetensors``) into ``directory/<name>/``;
     a single section named "audit" keeps them in ``directory`` itself. Every file is written atomically.
@@ -53,6 +53,9 @@ def write_report(sections: Mapping[str, AuditResult], directory: str | os.PathLi
             Figures are rendered by ``weightmem_fast.plots.figure_png``. Default: ``weightmem_fast.plots.figures``
             with ``grid`` (needs matplotlib); pass ``lambda result, task: {}`` for a report without figures.
         notes: free text per section (keys a subset of ``sections``), e.g. training times; shown as plain text.
+        panels: HTML fragments per section (keys a subset of ``sections``) shown after its figures, e.g.
+            ``symmetry.InvarianceTable.to_html()``. They are inserted as they are: pass only HTML built by this
+            package (which escapes its text), never user-supplied markup.
         grid: the default ``figures``' grid resolution (decision-boundary plots).
 
     Returns:
@@ -60,13 +63,14 @@ def write_report(sections: Mapping[str, AuditResult], directory: str | os.PathLi
 
     Raises:
         TypeError: ``sections`` is not a mapping of names to ``AuditResult``, or another argument has the wrong type.
-        ValueError: ``sections`` is empty or a name cannot be a directory name; ``tasks`` or ``notes`` name an
-            unknown section; ``grid`` < 1.
+        ValueError: ``sections`` is empty or a name cannot be a directory name; ``tasks``, ``notes`` or ``panels``
+            name an unknown section; ``grid`` < 1.
         ImportError: ``figures`` is None and ``weightmem_fast.plots`` cannot be imported (no matplotlib).
     """
     _check_sections(sections)
     tasks = _check_subset("tasks", tasks, sections, object)
     notes = _check_subset("notes", notes, sections, str)
+    panels = _check_subset("panels", panels, sections, (list, tuple))
     if not isinstance(title, str):
         raise TypeError(f"write_report: title must be a str; got {type(title).__name__}")
     if isinstance(grid, bool) or not isinstance(grid, int):
@@ -89,7 +93,7 @@ def write_report(sections: Mapping[str, AuditResult], directory: str | os.PathLi
         pngs = {str(caption): _png(fig) for caption, fig in make(result, tasks.get(name)).items()}
         csv_href = CSV_FILE if single else f"{quote(name)}/{CSV_FILE}"
         bodies.append(section(anchors[name], name, result, figures=pngs, csv_href=csv_href, note=notes.get(name),
-                              generated=generated))
+                              generated=generated, panels=panels.get(name, ())))
     header = (f"<header>\n<h1>{esc(title)}</h1>\n<p class=\"meta\">Generated {esc(generated)} by weightmem_fast "
               f"{esc(__version__)}. Self-contained: this file loads nothing from the network.</p>\n</header>")
     contents = _contents(sections, anchors) if len(sections) > 1 else ""
@@ -145,7 +149,7 @@ def _check_sections(sections: Any) -> None:
 
 
 def _check_subset(argument: str, values: Mapping[str, _V] | None, sections: Mapping[str, AuditResult],
-                  kind: type) -> Mapping[str, _V]:
+                  kind: type | tuple[type, ...]) -> Mapping[str, _V]:
     if values is None:
         return {}
     if not isinstance(values, Mapping):
@@ -157,6 +161,7 @@ def _check_subset(argument: str, values: Mapping[str, _V] | None, sections: Mapp
                          f"{list(sections)!r}")
     wrong = [key for key, value in values.items() if not isinstance(value, kind)]
     if wrong:
-        raise TypeError(f"write_report: {argument}[{wrong[0]!r}] must be a {kind.__name__}; got "
+        expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise TypeError(f"write_report: {argument}[{wrong[0]!r}] must be a {expected}; got "
                         f"{type(values[wrong[0]]).__name__}")
     return values
