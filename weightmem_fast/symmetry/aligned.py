@@ -27,6 +27,12 @@ How ``aligned_nearest`` stays exact and avoids most assignments:
   by float64 direct differences, the assignment solved on those, and the k nearest taken from these exact values
   (ties to the lowest index). A near-duplicate (a permuted copy plus 1e-6 noise) therefore gets its true distance
   and the right neighbour, never a cancelled GEMM estimate.
+
+Deeper MLPs and CNNs: ``method="weight_matching"`` aligns every (query, reference) pair with Git Re-Basin's weight
+matching (``weight_matching.py``) and ranks the plain L2 distances after alignment. That is a heuristic: each
+distance is an upper bound on the true aligned distance (any permutation gives one) and never above the unaligned
+distance; for one-hidden-layer MLPs it equals the exact distance. No pruning applies, so it costs one coordinate
+descent per pair.
 """
 from __future__ import annotations
 
@@ -34,10 +40,15 @@ import dataclasses
 import math
 
 import torch
+from torch import nn
 
 from .. import _check
 from ..layout import ParamLayout, ParamEntry
 from ..ops.assign import linear_assignment
+from . import _arguments
+from .chain import ChainStructure
+from .transforms import permute
+from .weight_matching import weight_matching
 
 # Query rows and reference rows per block: the float64 cross GEMM of a block is [Q * H, R * H].
 _QUERY_BLOCK = 64
@@ -46,6 +57,9 @@ _REFERENCE_BLOCK = 256
 _BOUND_MARGIN = 1e-9
 # Candidate pairs whose costs are recomputed by direct differences at once.
 _EXACT_PAIRS = 4096
+# Weight matching: pairs per block such that pairs x D float64 values (one aligned copy) stay near 32 MiB.
+_MATCHED_VALUES = 1 << 22
+_METHODS = ("exact", "weight_matching")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +96,8 @@ class HiddenUnits:
         problem = ValueError(
             f"aligned distances need a one-hidden-layer MLP layout (Linear(I, H) -> activation -> Linear(H, O): "
             f"weight [H, I], optional bias [H], weight [O, H], optional bias [O]); got {shapes}. Deeper networks "
-            "and CNNs are not supported yet")
+            "and CNNs: use aligned_nearest(..., method='weight_matching') (Git Re-Basin weight matching, a "
+            "heuristic upper bound)")
         it = iter(entries)
         w1 = next(it, None)
         if w1 is None or len(w1.shape) != 2:
@@ -124,28 +139,48 @@ def aligned_distance(a: torch.Tensor, b: torch.Tensor, layout: ParamLayout) -> t
 
 
 def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamLayout, k: int = 1,
-                    exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    exclude_self: bool = False, *, method: str = "exact", template: nn.Module | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | list[torch.Tensor]]:
     """The ``k`` reference models nearest to each query model after aligning hidden units (module docstring).
 
     Args:
-        query: [N, D] float32/float64 flat weights of one-hidden-layer MLPs in ``layout``.
+        query: [N, D] float32/float64 flat weights in ``layout``.
         reference: [M, D], same dtype and device.
         layout: their layout.
         k: neighbours per query, 1 <= k <= M (M - 1 with ``exclude_self``).
         exclude_self: query and reference are the same set and query i never returns reference i (by index: an
             exact or permuted duplicate elsewhere still returns 0).
+        method: "exact" (one-hidden-layer MLPs: the minimum over permutations, with pruning) or "weight_matching"
+            (any chain of Linear / Conv2d layers, ``weight_matching.weight_matching`` per pair with its default
+            iterations and seed: a heuristic, each distance an upper bound on the aligned distance and at most the
+            plain L2 distance; equal to "exact" for one hidden layer).
+        template: the network, for "weight_matching" on layouts with BatchNorm (as ``analyze``); "exact" reads
+            the MLP from the layout and takes none.
 
     Returns:
         (distances [N, k] ascending, in the inputs' dtype; indices int64 [N, k], ties to the lowest index;
-        perms int64 [N, k, H]: reference ``indices[a, j]`` with its hidden units permuted by ``perms[a, j]``
-        (``symmetry.permute(reference[indices[a, j]], layout, [perms[a, j]])``: new unit i is old unit
-        ``perms[a, j, i]``) is the copy closest to query a).
+        perms). "exact": perms int64 [N, k, H]: reference ``indices[a, j]`` with its hidden units permuted by
+        ``perms[a, j]`` (``symmetry.permute(reference[indices[a, j]], layout, [perms[a, j]])``: new unit i is old
+        unit ``perms[a, j, i]``) is the copy closest to query a. "weight_matching": perms is a list with one int64
+        [N, k, H_l] per hidden layer l, used the same way (``permute(reference[indices[a, j]], layout,
+        [p[a, j] for p in perms])``), because the layers' widths differ.
 
     Raises:
         TypeError / ValueError: not [N, D] floating tensors of the layout's size, mismatched dtypes or devices, k
-            out of range, a layout that is not a one-hidden-layer MLP, non-finite weights.
+            out of range, non-finite weights, an unknown method; for "exact" a layout that is not a
+            one-hidden-layer MLP (the message points to "weight_matching") or a template; for "weight_matching" a
+            layout with no hidden layer or not a supported chain.
     """
-    units = HiddenUnits.of(layout)
+    _check.choice("method", method, _METHODS)
+    if method == "exact":
+        units = HiddenUnits.of(layout)
+        if template is not None:
+            raise ValueError("template is used only by method='weight_matching'; method='exact' reads the "
+                             "one-hidden-layer MLP from the layout, so pass template=None")
+    else:
+        if not isinstance(layout, ParamLayout):
+            raise TypeError(f"layout must be a ParamLayout; got {type(layout).__name__}")
+        chain = _arguments.structure(layout, template)
     query = _check.matrix("query", query)
     reference = _check.matrix("reference", reference, like=query, like_name="query")
     if query.dtype not in (torch.float32, torch.float64):
@@ -158,6 +193,8 @@ def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamL
     for name, x in (("query", query), ("reference", reference)):
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} holds NaN or Inf weights; aligned distances need finite ones")
+    if method == "weight_matching":
+        return _matched_nearest(query, reference, chain, k, exclude_self)
 
     q_groups, q_rest = (t.double() for t in units.groups(query))
     r_groups, r_rest = (t.double() for t in units.groups(reference))
@@ -201,6 +238,45 @@ def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamL
     values, index, perm = _per_query(n, cand_q, exact, cand_r, perms)
     distances, index, perms = _top_k(values, index, perm, k)
     return distances.sqrt().to(query.dtype), index, perms
+
+
+def _matched_nearest(query: torch.Tensor, reference: torch.Tensor, chain: ChainStructure, k: int,
+                     exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``aligned_nearest`` with method="weight_matching" on validated inputs: every pair aligned, its distance by
+    float64 direct differences, a running top k per block of queries (ties to the lowest index)."""
+    n, m, device = query.shape[0], reference.shape[0], query.device
+    pairs = max(1, _MATCHED_VALUES // chain.size)
+    ref_block = min(m, pairs)
+    query_block = max(1, pairs // ref_block)
+    width = sum(chain.hidden)
+    out_values, out_index, out_perms = [], [], []
+    for q0 in range(0, n, query_block):
+        queries = torch.arange(q0, min(n, q0 + query_block), device=device)
+        # Running best: (inf, -1) slots sort last, so they leave as soon as k real candidates exist.
+        values = torch.full((queries.shape[0], k), math.inf, dtype=torch.float64, device=device)
+        index = torch.full((queries.shape[0], k), -1, dtype=torch.int64, device=device)
+        perms = torch.zeros((queries.shape[0], k, width), dtype=torch.int64, device=device)
+        for r0 in range(0, m, ref_block):
+            refs = torch.arange(r0, min(m, r0 + ref_block), device=device)
+            rows, cols = (t.reshape(-1) for t in torch.meshgrid(queries, refs, indexing="ij"))
+            live = rows != cols if exclude_self else torch.ones_like(rows, dtype=torch.bool)
+            if not live.any():
+                continue
+            found = weight_matching(query, reference, chain, pairs=(rows[live], cols[live]))
+            aligned = permute(reference[cols[live]].double(), chain, found)
+            block_values = torch.full(rows.shape, math.inf, dtype=torch.float64, device=device)
+            block_values[live] = (query[rows[live]].double() - aligned).square().sum(1)
+            block_perms = torch.zeros((rows.shape[0], width), dtype=torch.int64, device=device)
+            block_perms[live] = torch.cat(found, 1)
+            shape = (queries.shape[0], refs.shape[0])
+            values, index, perms = _top_k(torch.cat([values, block_values.view(shape)], 1),
+                                          torch.cat([index, torch.where(live, cols, -1).view(shape)], 1),
+                                          torch.cat([perms, block_perms.view(*shape, width)], 1), k)
+        out_values.append(values)
+        out_index.append(index)
+        out_perms.append(perms)
+    perms = torch.cat(out_perms).split(list(chain.hidden), dim=2)
+    return torch.cat(out_values).sqrt().to(query.dtype), torch.cat(out_index), [p.contiguous() for p in perms]
 
 
 def _still_possible(candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
