@@ -45,7 +45,7 @@ def device(request) -> str:
 
 
 @pytest.fixture
-def generator_contract(tmp_path):
+def check_generator_contract(tmp_path):
     """``check(fitted, layout, refit)``: the common ``Generator`` interface (issue 7) that every method's test module
     runs on its tiny fitted generator. Samples are float32 [n, D] in ``layout``, finite, equal for equal seeds and
     different for other seeds (and within a call); ``refit()`` (a second fit with the same config) samples the same;

@@ -100,10 +100,10 @@ def test_registered_with_demo_and_paper_configs():
     assert paper.variance == "large" and paper.target_loss == 0.0
 
 
-def test_follows_the_generator_contract(tiny_zoo, generator_contract):
+def test_follows_the_generator_contract(tiny_zoo, check_generator_contract):
     # The refit runs here, not against the module fixture only: that may have been built with another thread count.
     first = Gpt().fit(tiny_zoo, TINY, progress=False)
-    generator_contract(first, tiny_zoo.layout, lambda: Gpt().fit(tiny_zoo, TINY, progress=False))
+    check_generator_contract(first, tiny_zoo.layout, lambda: Gpt().fit(tiny_zoo, TINY, progress=False))
 
 
 def test_prompts_are_the_held_out_initial_checkpoints(tiny_gpt, tiny_zoo):

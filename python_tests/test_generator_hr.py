@@ -75,7 +75,7 @@ def test_hr_is_registered_with_demo_and_paper_configs():
     assert HyperRepresentations.configs["paper"].d_model > HyperRepresentations.configs["demo"].d_model
 
 
-def test_hr_follows_the_generator_contract(fitted, cnn_zoo, generator_contract):
+def test_hr_follows_the_generator_contract(fitted, cnn_zoo, check_generator_contract):
     refits = []
 
     def refit():
@@ -83,7 +83,7 @@ def test_hr_follows_the_generator_contract(fitted, cnn_zoo, generator_contract):
             refits.append(HyperRepresentations().fit(cnn_zoo, "demo", progress=False, **TINY))
         return refits[-1]
 
-    loaded = generator_contract(fitted, cnn_zoo.layout, refit)
+    loaded = check_generator_contract(fitted, cnn_zoo.layout, refit)
     assert torch.equal(refits[0].latents, fitted.latents)
     assert torch.equal(loaded.sample(6, seed=1, kde_quirk=True), fitted.sample(6, seed=1, kde_quirk=True))
 

@@ -77,14 +77,14 @@ def test_hyperdiffusion_tokenises_one_token_per_tensor_and_chunks_large_ones(zoo
     assert torch.equal(chunked.tokenizer.flat(chunked.tokenizer.tokens(x)), x)
 
 
-def test_hyperdiffusion_follows_the_generator_contract(fitted, zoo, generator_contract):
+def test_hyperdiffusion_follows_the_generator_contract(fitted, zoo, check_generator_contract):
     refits = []
 
     def refit():
         refits.append(HyperDiffusion().fit(zoo, TINY, progress=False))
         return refits[-1]
 
-    generator_contract(fitted, zoo.layout, refit)
+    check_generator_contract(fitted, zoo.layout, refit)
     assert refits[0].losses == fitted.losses
 
 

@@ -69,14 +69,14 @@ def test_pdiff_paper_networks_have_the_published_sizes():
         assert unet.eval()(torch.randn(2, 1, 128), torch.tensor([0, 999])).shape == (2, 1, 128)
 
 
-def test_pdiff_follows_the_generator_contract(fitted, zoo, base_zoo, generator_contract):
+def test_pdiff_follows_the_generator_contract(fitted, zoo, base_zoo, check_generator_contract):
     refits = []
 
     def refit():
         refits.append(PDiff().fit(zoo, TINY, base=base_zoo, progress=False))
         return refits[-1]
 
-    loaded = generator_contract(fitted, zoo.layout, refit)
+    loaded = check_generator_contract(fitted, zoo.layout, refit)
     assert refits[0].ae_losses == fitted.ae_losses and refits[0].ddpm_losses == fitted.ddpm_losses
     rebuilt, original = loaded.base_model().state_dict(), fitted.base_model().state_dict()
     assert rebuilt.keys() == original.keys()

@@ -45,7 +45,7 @@ def test_one_hidden_layer_equals_the_exact_method():
     torch.testing.assert_close(matched[0], exact[0], rtol=1e-12, atol=0)
 
 
-def _recovers(base: torch.Tensor, layout: ParamLayout, template: nn.Module | None) -> None:
+def check_recovers(base: torch.Tensor, layout: ParamLayout, template: nn.Module | None) -> None:
     """A reference = permuted base + 1e-6 noise; aligning it to base undoes the permutation, leaving the noise."""
     planted = random_permutations(layout, base.shape[0], template=template,
                                   generator=torch.Generator().manual_seed(1))
@@ -64,7 +64,7 @@ def _recovers(base: torch.Tensor, layout: ParamLayout, template: nn.Module | Non
 
 def test_recovers_planted_permutations_of_a_deeper_mlp():
     layout = chain_layout(20, 16, 12, 5)
-    _recovers(torch.randn(8, layout.size, dtype=torch.float64), layout, None)
+    check_recovers(torch.randn(8, layout.size, dtype=torch.float64), layout, None)
 
 
 def test_recovers_planted_permutations_with_batchnorm():
@@ -72,12 +72,12 @@ def test_recovers_planted_permutations_with_batchnorm():
     template = nn.Sequential(nn.Linear(10, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(),
                              nn.Linear(6, 3))
     layout = zoo.zoo_layout(template)
-    _recovers(torch.randn(6, layout.size, dtype=torch.float64), layout, template)
+    check_recovers(torch.randn(6, layout.size, dtype=torch.float64), layout, template)
 
 
 def test_recovers_planted_permutations_of_the_hr_cnn(hr_cnn):
     template, layout, weights = hr_cnn
-    _recovers(weights, layout, template)  # convs, and conv -> flatten -> linear in blocks of 3 x 3 columns
+    check_recovers(weights, layout, template)  # convs, and conv -> flatten -> linear in blocks of 3 x 3 columns
 
 
 def test_upper_bound_between_brute_force_and_plain_l2():
