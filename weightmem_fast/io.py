@@ -20,7 +20,7 @@ Every error names the file and the problem. Non-finite weights are refused on lo
     >>> from weightmem_fast.io import Zoo, load_checkpoints, load_zoo, save_zoo
     >>> zoo = load_checkpoints("runs/", template=model)      # [N, D] in the module's parameter order
     >>> save_zoo(zoo, "zoo/")
-    >>> part = load_zoo("zoo/", shard=(rank, world))         # rows [rank * ceil(N / world), ...)
+    >>> part = load_zoo("zoo/", shard=(rank, world))         # rows [rank * N // world, (rank + 1) * N // world)
 """
 from __future__ import annotations
 
@@ -203,10 +203,10 @@ def load_zoo(path: str | os.PathLike, *, shard: tuple[int, int] | None = None,
     Args:
         path: the zoo directory.
         shard: None for every row, or ``(rank, world)`` for rows ``[start, stop)`` with
-            ``start = min(rank * ceil(N / world), N)`` and ``stop = min(start + ceil(N / world), N)``: the ranks
-            0..world-1 cover each row exactly once, in order; trailing ranks may get 0 rows (e.g. N = 5, world = 4
-            gives 2, 2, 1, 0). Only those rows are read from disk (memory-mapped slice), though ``metadata.jsonl``
-            is read whole to check its line count.
+            ``start = rank * N // world`` and ``stop = (rank + 1) * N // world``: the ranks 0..world-1 cover each
+            row exactly once, in order, in shards whose sizes differ by at most one row (e.g. N = 5, world = 4 gives
+            1, 1, 1, 2; with N < world the leading ranks get 0 rows). Only those rows are read from disk
+            (memory-mapped slice), though ``metadata.jsonl`` is read whole to check its line count.
         allow_nonfinite: accept NaN/Inf weights (e.g. a saved set of generated models, some broken).
 
     Returns:
