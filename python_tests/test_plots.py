@@ -186,7 +186,7 @@ def test_pca_grid_maps_back_onto_the_grid(classifier):
     assert grid.shape == (49, 64) and grid.dtype == task.inputs.dtype and xx.shape == yy.shape == (7, 7)
     flat = task.inputs.reshape(len(task.inputs), -1).double().numpy()
     scaler = StandardScaler().fit(flat)
-    pca = PCA(2).fit(scaler.transform(flat))
+    pca = PCA(2, svd_solver="full").fit(scaler.transform(flat))
     projected = pca.transform(scaler.transform(flat))
     back = pca.transform(scaler.transform(grid.reshape(49, -1).double().numpy()))
     np.testing.assert_allclose(back, np.column_stack([xx.ravel(), yy.ravel()]), atol=1e-4)  # float32 grid

@@ -16,9 +16,9 @@ def pca_grid(inputs: torch.Tensor, resolution: int = 300, margin: float = 1.0) -
                                                                                         np.ndarray]:
     """A square grid on the inputs' first two principal components, mapped back to input space (study §9 item 22).
 
-    The inputs are flattened, standardised per feature (``StandardScaler``) and projected with ``PCA(2)``; the grid
-    spans [min - margin, max + margin] of the projections on each axis; every grid point goes back through the
-    inverse PCA and the inverse standardisation.
+    The inputs are flattened, standardised per feature (``StandardScaler``) and projected with ``PCA(2)`` (exact
+    SVD); the grid spans [min - margin, max + margin] of the projections on each axis; every grid point goes back
+    through the inverse PCA and the inverse standardisation.
 
     Args:
         inputs: [T, ...] float tensor, T >= 2, at least 2 features per sample.
@@ -47,7 +47,9 @@ def pca_grid(inputs: torch.Tensor, resolution: int = 300, margin: float = 1.0) -
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0; got {margin!r}")
     scaler = StandardScaler().fit(flat)
-    pca = PCA(n_components=2).fit(scaler.transform(flat))
+    # The exact SVD: sklearn's "auto" picks a randomized solver above 500 samples, unseeded, so the plane (and the
+    # figure) would change from run to run.
+    pca = PCA(n_components=2, svd_solver="full").fit(scaler.transform(flat))
     projected = pca.transform(scaler.transform(flat))
     low, high = projected.min(axis=0) - margin, projected.max(axis=0) + margin
     xx, yy = np.meshgrid(np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution))
