@@ -163,6 +163,15 @@ class ParamLayout:
             raise ValueError(f"not a valid ParamLayout JSON: {err}") from err
 
 
+def layer_groups(layout: ParamLayout) -> dict[str, list[ParamEntry]]:
+    """The layout's tensors grouped by layer (module prefix: ``"0"`` for ``"0.weight"``; ``""`` for a top-level
+    parameter), layers in order of first appearance, tensors in layout order."""
+    layers: dict[str, list[ParamEntry]] = {}
+    for entry in layout.entries:
+        layers.setdefault(entry.name.rpartition(".")[0], []).append(entry)
+    return layers
+
+
 def _select(named: list[tuple[str, tuple[int, ...]]], include: Selector, owner: str) -> list[tuple[str, tuple[int, ...]]]:
     if include is None:
         chosen = named

@@ -11,6 +11,7 @@
 - ``Optim``, ``train_loop``, ``epoch_batches``, ``seeded`` (``training``): AdamW with warm-up and cosine decay,
   gradient clipping, EMA updates and a tqdm bar with the loss.
 """
+from ..layout import layer_groups
 from .base import Generator, module_tensors, sub_tensors
 from .config import Config
 from .diffusion import GaussianDiffusion
@@ -18,7 +19,7 @@ from .ema import EMA
 from .embeddings import frequency_embedding, sinusoidal_embedding
 from .normalize import ScalarNormalizer, Standardizer
 from .registry import available, get, register
-from .tokenize import Tokenizer, layer_groups
+from .tokenize import Tokenizer
 from .training import Optim, epoch_batches, seeded, train_loop
 from . import hr  # noqa: F401,E402  registers "hr"
 from . import gpt  # noqa: F401,E402  registers "gpt"

@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import _check
 from ..layout import ParamLayout
-from .tokenize import layer_groups
+from ..layout import layer_groups
 
 # A group whose values are (nearly) constant over the zoo gets scale 1 rather than a division by ~0.
 _MIN_SCALE = 1e-8

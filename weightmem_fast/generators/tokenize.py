@@ -25,16 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layout import ParamEntry, ParamLayout
-
-
-def layer_groups(layout: ParamLayout) -> dict[str, list[ParamEntry]]:
-    """The layout's tensors grouped by layer (module prefix: ``"0"`` for ``"0.weight"``; ``""`` for a top-level
-    parameter), layers in order of first appearance, tensors in layout order."""
-    layers: dict[str, list[ParamEntry]] = {}
-    for entry in layout.entries:
-        layers.setdefault(entry.name.rpartition(".")[0], []).append(entry)
-    return layers
+from ..layout import ParamLayout, layer_groups
 
 
 class Tokenizer(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layout import ParamEntry, ParamLayout
+from ..layout import ParamLayout, layer_groups
 from .chain import ChainLayer, ChainStructure
 from .template import from_template
 
@@ -47,11 +47,8 @@ _NO_TEMPLATE = ("the activations between layers are unknown without template=; p
 
 def _from_layout(layout: ParamLayout) -> ChainStructure:
     """A plain chain from module prefixes alone: per group one weight [units, fan_in, ...] and an optional bias."""
-    groups: dict[str, list[ParamEntry]] = {}
-    for entry in layout.entries:
-        groups.setdefault(entry.name.rpartition(".")[0], []).append(entry)
     layers: list[ChainLayer] = []
-    for name, entries in groups.items():
+    for name, entries in layer_groups(layout).items():
         weights = [e for e in entries if len(e.shape) >= 2]
         biases = [e for e in entries if len(e.shape) == 1]
         if len(weights) != 1 or len(biases) > 1 or len(weights) + len(biases) != len(entries) or \
