@@ -67,3 +67,38 @@ def check_generator_contract(tmp_path):
         return loaded
 
     return check
+
+
+@pytest.fixture
+def check_regularisers(monkeypatch):
+    """``check(module, fit, noise_std, dropout_net=None)``, for the transformer generators' ablation regularisers
+    (issue 11). ``fit()`` must fit with ``weight_noise > 0``; spying on ``module.add_noise`` shows that the training
+    weights got Gaussian noise of std ``noise_std`` (the config's weight_noise in the method's training space).
+    ``dropout_net(p)``, when given, builds the method's denoiser with dropout ``p``: every dropout layer then has
+    ``p``, a train-mode forward pass is random and an eval-mode one is not."""
+    def check(module, fit, noise_std, dropout_net=None):
+        calls = []
+        real = module.add_noise
+
+        def spy(flat, sigma, generator=None):
+            out = real(flat, sigma, generator)
+            calls.append((sigma, float((out - flat).std()) if sigma else 0.0))
+            return out
+
+        monkeypatch.setattr(module, "add_noise", spy)
+        fit()
+        deviations = [deviation for sigma, deviation in calls if sigma == pytest.approx(noise_std, rel=1e-4)]
+        assert deviations, f"no add_noise call with sigma {noise_std}; calls (sigma, deviation std): {calls[:5]}"
+        assert all(deviation == pytest.approx(noise_std, rel=0.2) for deviation in deviations)
+        if dropout_net is not None:
+            net, inputs = dropout_net(0.25)
+            rates = [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] + \
+                [m.dropout for m in net.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+            assert len(rates) >= 3 and all(rate == 0.25 for rate in rates)
+            with torch.no_grad():
+                net.train()
+                assert not torch.equal(net(*inputs), net(*inputs))
+                net.eval()
+                assert torch.equal(net(*inputs), net(*inputs))
+
+    return check

@@ -159,3 +159,22 @@ def test_demo_samples_have_lower_loss_than_their_starting_checkpoints(demo):
     # mean test loss 1.85 vs the starts' 2.33 (config seed 1: 2.03).
     _, generated, starts = demo
     assert generated.loss.mean() < starts.loss.mean() - 0.1
+
+
+def test_gpt_regularisers_of_the_ablation(tiny_zoo, check_regularisers):
+    from weightmem_fast.generators import gpt
+
+    tokenizer = Tokenizer.per_tensor(tiny_zoo.layout, 100)
+    x = torch.randn(3, tiny_zoo.layout.size)
+
+    def denoiser(p):
+        net = GptDenoiser(tokenizer, width=16, depth=2, heads=2, dropout=p)
+        torch.nn.init.normal_(net.out.weight)  # the zeroed decoders would hide the dropout
+        return net, (x, torch.tensor([1, 5, 9]), x, torch.zeros(3), torch.ones(3))
+
+    # The normalised training weights have unit std, so weight_noise 0.3 is noise of std 0.3 on both rows of a pair.
+    check_regularisers(gpt, lambda: Gpt().fit(tiny_zoo, TINY.replace(weight_noise=0.3, permute=False),
+                                              progress=False), 0.3, denoiser)
+    for bad in ({"dropout": 1.0}, {"dropout": -0.1}, {"weight_noise": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TINY.replace(**bad)

@@ -10,9 +10,10 @@ import torch
 import weightmem_fast as wmf
 from weightmem_fast import generators, zoo
 from weightmem_fast.generators.hr import HRConfig, HyperRepresentations, demo_zoo
-from weightmem_fast.generators.hr_augment import add_noise, random_erase
+from weightmem_fast.generators.hr_augment import random_erase
 from weightmem_fast.generators.hr_kde import kde_sample_per_dim, top_quantile_rows
 from weightmem_fast.generators.hr_model import nt_xent
+from weightmem_fast.generators.training import add_noise
 from weightmem_fast.io import Zoo
 from weightmem_fast.layout import ParamLayout
 
@@ -207,3 +208,13 @@ def test_hr_demo_samples_are_accurate(data):
     # latents from different runs, which this small autoencoder decodes into chance-level models (measured 0.10),
     # so it is reported, not asserted.
     assert reconstructed > DEMO_MIN_ACCURACY and study > DEMO_MIN_ACCURACY
+
+
+def test_hr_weight_noise_of_the_ablation(cnn_zoo, check_regularisers):
+    from weightmem_fast.generators import hr
+
+    # Layer-standardised units: weight_noise is the noise std itself (HR's transformer has dropout already).
+    check_regularisers(hr, lambda: HyperRepresentations().fit(cnn_zoo, "demo", progress=False,
+                                                              **{**TINY, "weight_noise": 0.3}), 0.3)
+    with pytest.raises(ValueError, match="weight_noise"):
+        HRConfig(weight_noise=-0.5)

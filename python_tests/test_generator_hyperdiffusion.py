@@ -176,3 +176,18 @@ def test_hyperdiffusion_demo_samples_are_shapes_close_to_the_training_shapes():
     if random_clouds.ok.any():
         baseline = wmf.nearest_shape(fields.normalize_clouds(random_clouds.points[random_clouds.ok]), reference)[0]
         assert float(quality) < 0.5 * float(baseline.mean())
+
+
+def test_hyperdiffusion_regularisers_of_the_ablation(zoo, check_regularisers):
+    x = zoo.weights[:3]
+
+    def denoiser(p):
+        net = HyperDiffusionDenoiser(Tokenizer.per_tensor(zoo.layout), width=16, depth=2, heads=2, dropout=p)
+        return net, (x, torch.tensor([1, 5, 9]))
+
+    config = TINY.replace(weight_noise=0.3, optim={"steps": 2})
+    check_regularisers(hyperdiffusion, lambda: HyperDiffusion().fit(zoo, config, progress=False),
+                       0.3 * float(zoo.weights.std()), denoiser)
+    for bad in ({"dropout": 1.0}, {"weight_noise": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TINY.replace(**bad)

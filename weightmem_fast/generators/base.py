@@ -86,6 +86,12 @@ class Generator(abc.ABC):
     def fitted(self) -> bool:
         return self.layout is not None
 
+    def parameter_count(self) -> int:
+        """Learned parameters of the generator's networks, the study's "#params": every public ``nn.Module``
+        attribute (a method keeps helper modules, such as P-diff's base classifier, in private attributes)."""
+        return sum(p.numel() for name, value in vars(self).items() if not name.startswith("_")
+                   and isinstance(value, nn.Module) for p in value.parameters())
+
     @classmethod
     def resolve_config(cls, config: str | Config | None = None, **overrides: Any) -> Config:
         """The config a ``fit`` would use: ``configs[config]`` for a name (None means "demo"), or ``config`` itself,

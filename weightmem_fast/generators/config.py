@@ -66,6 +66,20 @@ class Config(JsonDataclass):
     seed: int = 0
 
 
+def check_regularisation(config: Any) -> None:
+    """Checks the two regularisers the transformer generators share (the study's ablation, issue 11):
+    ``config.dropout`` in [0, 1) and ``config.weight_noise`` >= 0.
+
+    Raises:
+        ValueError: naming the config class and the bad field.
+    """
+    name = type(config).__name__
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{name}.dropout must be in [0, 1); got {config.dropout!r}")
+    if not config.weight_noise >= 0.0:
+        raise ValueError(f"{name}.weight_noise must be >= 0; got {config.weight_noise!r}")
+
+
 def _check_keys(cls: type, keys: Mapping[str, Any]) -> None:
     names = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(keys) - set(names))

@@ -23,7 +23,7 @@ import torch
 from .. import zoo as zoo_lib
 from ..io import Zoo
 from .base import Generator, module_tensors, sub_tensors
-from .config import Config, zoo_params
+from .config import Config, check_regularisation, zoo_params
 from .diffusion import GaussianDiffusion
 from .ema import EMA
 from .gpt_denoiser import GptDenoiser
@@ -32,7 +32,7 @@ from .gpt_pairs import Trajectories
 from .normalize import ScalarNormalizer
 from .registry import register
 from .tokenize import Tokenizer
-from .training import Optim, train_loop
+from .training import Optim, add_noise, train_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,10 @@ class GptConfig(Config):
         loss_key: the metadata entry conditioned on (G.pt: the checkpoint's test loss).
         held_out_runs: the last runs of the zoo kept out of training; their initial checkpoints are the prompts.
         permute: apply a random hidden-neuron permutation to each training pair.
+        dropout: minGPT's embedding, attention and residual dropout (G.pt: 0; the study's ablation 0.1, 0.2).
+        weight_noise: std of Gaussian noise added to both weight vectors of every training pair, fresh each
+            step, relative to the std of the normalised training weights (the study's "+Gaussian noise"
+            ablation; 0 in G.pt).
         target_loss: the loss prompted at sampling when ``sample`` gets none (G.pt: 0.0).
         batch_size: pairs per optimiser step.
         ema_decay, ema_warmup: the EMA of the denoiser used for sampling (``EMA``).
@@ -88,11 +92,16 @@ class GptConfig(Config):
     loss_key: str = "test_loss"
     held_out_runs: int = 16
     permute: bool = True
+    dropout: float = 0.0
+    weight_noise: float = 0.0
     target_loss: float = 0.0
     batch_size: int = 64
     ema_decay: float = 0.995
     ema_warmup: bool = True
     optim: Optim = Optim(steps=3000, lr=2e-3, weight_decay=0.1, warmup_steps=50, grad_clip=0.75)
+
+    def __post_init__(self) -> None:
+        check_regularisation(self)
 
 
 PAPER = GptConfig(max_token_size=1000, width=1536, depth=12, heads=16, scale=4.185, held_out_runs=500,
@@ -136,7 +145,7 @@ class Gpt(Generator):
         cfg = self.config
         self.tokenizer = Tokenizer.per_tensor(self.layout, cfg.max_token_size).to(self.device)
         self.net = GptDenoiser(self.tokenizer, cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.num_frequencies,
-                               cfg.max_log2).to(self.device)
+                               cfg.max_log2, cfg.dropout).to(self.device)
         self.diffusion = GaussianDiffusion(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end, prediction="x0")
 
     def _fit(self, zoo: Zoo, progress: bool) -> None:
@@ -146,6 +155,7 @@ class Gpt(Generator):
             ScalarNormalizer.fit(data.weights)
         weights = self.normalizer.normalize(data.weights).to(self.device)
         losses = data.losses.to(self.device)
+        noise_std = cfg.weight_noise * float(weights.std())
         chain = analyze(self.layout) if cfg.permute else None  # the MLP's hidden units
         self._build()
         self.net.train()
@@ -157,6 +167,7 @@ class Gpt(Generator):
             if chain is not None:
                 index = permutation_index(chain, random_permutations(chain, cfg.batch_size, device=self.device))
                 start, future = start.gather(1, index), future.gather(1, index)
+            start, future = add_noise(start, noise_std), add_noise(future, noise_std)
             return self.diffusion.training_loss(self.net, future, start=start, target_loss=losses[j],
                                                 current_loss=losses[i])
 

@@ -25,18 +25,20 @@ SCALARS = ("timestep", "loss_delta", "target_loss", "current_loss")
 
 
 class Block(nn.Module):
-    """A minGPT block: ``x + attn(ln1(x))`` then ``x + mlp(ln2(x))``, no causal mask, dropout 0."""
+    """A minGPT block: ``x + drop(attn(ln1(x)))`` then ``x + drop(mlp(ln2(x)))``, no causal mask. ``dropout`` is
+    minGPT's attn_pdrop and resid_pdrop in one (G.pt and HyperDiffusion use 0; the study's ablation 0.1 and 0.2)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.ln1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln2(x))
+        x = x + self.drop(self.attn(h, h, h, need_weights=False)[0])
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class TokenLinear(nn.Module):
@@ -60,10 +62,11 @@ class GptDenoiser(nn.Module):
         tokenizer: flat weights [B, D] <-> tokens [B, T, W].
         width, depth, heads, mlp_ratio: the transformer (G.pt MNIST: 1536, 12, 16, 4).
         num_frequencies, max_log2: the scalar embedding (G.pt: 128, 14).
+        dropout: minGPT's embedding, attention and residual dropout (G.pt: 0).
     """
 
     def __init__(self, tokenizer: Tokenizer, width: int, depth: int, heads: int, mlp_ratio: int = 4,
-                 num_frequencies: int = 128, max_log2: float = 14.0) -> None:
+                 num_frequencies: int = 128, max_log2: float = 14.0, dropout: float = 0.0) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.num_frequencies, self.max_log2 = num_frequencies, max_log2
@@ -73,7 +76,8 @@ class GptDenoiser(nn.Module):
         self.scalar_in = TokenLinear(len(SCALARS), 2 * num_frequencies + 1, width)
         self.ln_in = nn.LayerNorm(width)
         self.pos_emb = nn.Parameter(torch.zeros(1, 2 * t + len(SCALARS), width))
-        self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio) for _ in range(depth)))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio, dropout) for _ in range(depth)))
         self.ln_f = nn.LayerNorm(width)
         self.apply(_init_weights)
         self.out = TokenLinear(t, width, w, zero=True)  # zero heads: the global residual alone at init
@@ -95,7 +99,7 @@ class GptDenoiser(nn.Module):
         embedded = frequency_embedding(scalars, self.num_frequencies, self.max_log2)  # [B, 4, 2F + 1]
         tokens = torch.cat([self.noised_in(self.tokenizer.tokens(x_t)), self.start_in(self.tokenizer.tokens(start)),
                             self.scalar_in(embedded)], dim=1)
-        h = self.ln_f(self.blocks(self.ln_in(tokens) + self.pos_emb))
+        h = self.ln_f(self.blocks(self.drop(self.ln_in(tokens) + self.pos_emb)))
         update = self.out(h[:, : self.tokenizer.num_tokens])
         return start + self.tokenizer.flat(update)
 

@@ -37,15 +37,15 @@ import torch
 from .. import zoo as zoo_lib
 from ..io import Zoo
 from .base import Generator, module_tensors, sub_tensors
-from .config import Config, zoo_params
+from .config import Config, check_regularisation, zoo_params
 from ..symmetry import analyze, permutation_index, random_permutations
-from .hr_augment import add_noise, random_erase
+from .hr_augment import random_erase
 from .hr_kde import kde_sample_per_dim, top_quantile_rows
 from .hr_model import ProjectionHead, TransformerAE, nt_xent
 from .normalize import Standardizer
 from .registry import register
 from .tokenize import Tokenizer
-from .training import Optim, epoch_batches, train_loop
+from .training import Optim, add_noise, epoch_batches, train_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,11 @@ class HRConfig(Config):
         temperature: NT-Xent temperature.
         permutations: random permutations in the pool the views draw from (besides the identity); 0 disables the
             permutation augmentation.
-        noise: std of the additive noise augmentation, in layer-standardised units.
+        noise: std of the additive noise augmentation of the input views, in layer-standardised units (the
+            reconstruction target stays clean).
+        weight_noise: std of Gaussian noise added to each batch's training weights before the views are made,
+            in layer-standardised units, so the targets are noisy too (the study's "+Gaussian noise"
+            ablation; 0 in HR).
         erase_p: probability of random erasing per view.
         erase_scale: (low, high) fraction of the parameters one erased block covers.
         batch_size: zoo models per step (each gives two views).
@@ -91,6 +95,7 @@ class HRConfig(Config):
     temperature: float = 0.1
     permutations: int = 4
     noise: float = 0.05
+    weight_noise: float = 0.0
     erase_p: float = 0.5
     erase_scale: tuple[float, float] = (0.02, 0.33)
     batch_size: int = 32
@@ -101,6 +106,7 @@ class HRConfig(Config):
     kde_quirk: bool = False
 
     def __post_init__(self) -> None:
+        check_regularisation(self)
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"HRConfig.gamma must be in [0, 1]; got {self.gamma!r}")
         if not 0.0 <= self.top_quantile <= 1.0:
@@ -180,14 +186,15 @@ class HyperRepresentations(Generator):
         x = self.standardizer.normalize(weights)
         batches = epoch_batches(len(zoo), cfg.batch_size, device=self.device)
 
-        def views(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            clean = x[rows].gather(1, pool[torch.randint(len(pool), rows.shape, device=self.device)])
+        def views(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            clean = batch.gather(1, pool[torch.randint(len(pool), batch.shape[:1], device=self.device)])
             noisy = random_erase(add_noise(clean, cfg.noise), cfg.erase_p, cfg.erase_scale)
             return self.tokenizer.tokens(noisy), self.tokenizer.tokens(clean)
 
         def loss(step: int) -> torch.Tensor:
             rows = next(batches)
-            (in_i, target_i), (in_j, target_j) = views(rows), views(rows)
+            batch = add_noise(x[rows], cfg.weight_noise)
+            (in_i, target_i), (in_j, target_j) = views(batch), views(batch)
             z = self.ae.encode(torch.cat([in_i, in_j]))
             recon = self.ae.decode(z)
             mse = ((recon - torch.cat([target_i, target_j])) ** 2).sum() / (2 * len(rows) * self.layout.size)

@@ -1,17 +1,10 @@
-"""Hyper-Representations' augmentations of flat weights (study_spec §3.2, §2.9): additive Gaussian noise and random
-erasing, batched over rows; the third, random function-preserving neuron permutations, is
-``weightmem_fast.symmetry.permutation_index``.
+"""Hyper-Representations' random erasing of flat weights (study_spec §3.2), batched over rows. HR's other two
+augmentations are shared with the other generators: additive Gaussian noise is ``training.add_noise`` and random
+function-preserving neuron permutations are ``weightmem_fast.symmetry.permutation_index``.
 """
 from __future__ import annotations
 
 import torch
-
-
-def add_noise(flat: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``flat + sigma * N(0, 1)`` (a new tensor; ``sigma = 0`` returns ``flat`` unchanged)."""
-    if sigma == 0:
-        return flat
-    return flat + sigma * torch.randn(flat.shape, generator=generator, device=flat.device, dtype=flat.dtype)
 
 
 def random_erase(flat: torch.Tensor, p: float, scale: tuple[float, float], value: float = 0.0,

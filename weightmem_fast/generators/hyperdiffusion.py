@@ -37,12 +37,12 @@ from ..layout import ParamLayout
 from ..symmetry import permute, random_permutations
 from ..zoo import cached
 from .base import Generator, module_tensors, sub_tensors
-from .config import Config, zoo_params
+from .config import Config, check_regularisation, zoo_params
 from .diffusion import GaussianDiffusion
 from .hyperdiffusion_net import HyperDiffusionDenoiser
 from .registry import register
 from .tokenize import Tokenizer
-from .training import Optim, epoch_batches, train_loop
+from .training import Optim, add_noise, epoch_batches, train_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,11 @@ class HyperDiffusionConfig(Config):
         normalization_factor: the weights are multiplied by it before diffusion and divided after sampling (1).
         permutation_augment: the training set's size multiplier: 1 (none), or k adds k - 1 random hidden-neuron
             permutations of every MLP (the study's symmetry experiment uses 2, 4, 8).
+        dropout: minGPT's embedding, attention and residual dropout (HyperDiffusion: 0; the study's ablation 0.1,
+            0.2).
+        weight_noise: std of Gaussian noise added to every training batch's weights, fresh each step, relative
+            to the std of the (normalised) training weights (the study's "+Gaussian noise" ablation; 0 in
+            HyperDiffusion).
         batch_size: MLPs per optimiser step.
         optim: AdamW settings.
     """
@@ -78,10 +83,13 @@ class HyperDiffusionConfig(Config):
     eta: float = 0.0
     normalization_factor: float = 1.0
     permutation_augment: int = 1
+    dropout: float = 0.0
+    weight_noise: float = 0.0
     batch_size: int = 32
     optim: Optim = Optim(steps=1500, lr=1e-3, weight_decay=0.01, warmup_steps=50, min_lr=1e-5, grad_clip=1.0)
 
     def __post_init__(self) -> None:
+        check_regularisation(self)
         augment = self.permutation_augment
         if isinstance(augment, bool) or not isinstance(augment, int) or augment < 1:
             raise ValueError(f"permutation_augment must be an int >= 1 (1: no augmentation; 2, 4, 8: the study's "
@@ -168,7 +176,7 @@ class HyperDiffusion(Generator):
         cfg = self.config
         self.tokenizer = Tokenizer.per_tensor(self.layout, cfg.max_token_size).to(self.device)
         self.net = HyperDiffusionDenoiser(self.tokenizer, cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio,
-                                          cfg.num_frequencies, cfg.max_log2).to(self.device)
+                                          cfg.num_frequencies, cfg.max_log2, cfg.dropout).to(self.device)
         self.diffusion = GaussianDiffusion(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end, "linear",
                                            prediction="x0")
 
@@ -178,11 +186,13 @@ class HyperDiffusion(Generator):
         if cfg.permutation_augment > 1:
             weights = permutation_augment(weights, self.layout, cfg.permutation_augment)
         x = weights * cfg.normalization_factor
+        noise_std = cfg.weight_noise * float(x.std())
         self._build()
         rows = epoch_batches(len(x), cfg.batch_size, device=self.device)
         self.net.train()
-        self.losses = train_loop(lambda step: self.diffusion.training_loss(self.net, x[next(rows)]),
-                                 self.net.parameters(), cfg.optim, progress=progress, desc="HyperDiffusion")
+        self.losses = train_loop(
+            lambda step: self.diffusion.training_loss(self.net, add_noise(x[next(rows)], noise_std)),
+            self.net.parameters(), cfg.optim, progress=progress, desc="HyperDiffusion")
         self.net.eval()
 
     def _sample(self, n: int, generator: torch.Generator, **conditioning: Any) -> torch.Tensor:

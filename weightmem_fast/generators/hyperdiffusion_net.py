@@ -28,10 +28,11 @@ class HyperDiffusionDenoiser(nn.Module):
         tokenizer: flat weights [B, D] <-> tokens [B, T, W].
         width, depth, heads, mlp_ratio: the transformer (HyperDiffusion planes: 2880, 12, 16, 4).
         num_frequencies, max_log2: the timestep embedding (HyperDiffusion: 128, 20).
+        dropout: minGPT's embedding, attention and residual dropout (HyperDiffusion: 0).
     """
 
     def __init__(self, tokenizer: Tokenizer, width: int, depth: int, heads: int, mlp_ratio: int = 4,
-                 num_frequencies: int = 128, max_log2: float = 20.0) -> None:
+                 num_frequencies: int = 128, max_log2: float = 20.0, dropout: float = 0.0) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width must be a multiple of heads; got width={width}, heads={heads}")
@@ -42,7 +43,8 @@ class HyperDiffusionDenoiser(nn.Module):
         self.time_in = nn.Linear(2 * num_frequencies + 1, width, bias=False)
         self.ln_in = nn.LayerNorm(width)
         self.pos_emb = nn.Parameter(torch.zeros(1, len(self.sizes) + 1, width))
-        self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio) for _ in range(depth)))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*(Block(width, heads, mlp_ratio, dropout) for _ in range(depth)))
         self.ln_f = nn.LayerNorm(width)
         self.out = nn.ModuleList(nn.Linear(width, size, bias=False) for size in self.sizes)
         self.apply(_init_weights)
@@ -61,7 +63,7 @@ class HyperDiffusionDenoiser(nn.Module):
         tokens = self.tokenizer.tokens(x_t)
         embedded = [proj(tokens[:, k, :size]) for k, (proj, size) in enumerate(zip(self.param_in, self.sizes))]
         h = torch.cat([torch.stack(embedded, dim=1), self.time_in(time)], dim=1)
-        h = self.ln_f(self.blocks(self.ln_in(h) + self.pos_emb))
+        h = self.ln_f(self.blocks(self.drop(self.ln_in(h) + self.pos_emb)))
         width = self.tokenizer.token_size
         out = [nn.functional.pad(proj(h[:, k]), (0, width - size))
                for k, (proj, size) in enumerate(zip(self.out, self.sizes))]

@@ -73,6 +73,15 @@ class Optim(JsonDataclass):
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def add_noise(flat: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``flat + sigma * N(0, 1)``, a new tensor; ``sigma = 0`` returns ``flat`` itself and draws nothing, so a
+    config without noise consumes no random numbers (HR's noise augmentation; every transformer generator's
+    ``weight_noise``)."""
+    if sigma == 0:
+        return flat
+    return flat + sigma * torch.randn(flat.shape, generator=generator, device=flat.device, dtype=flat.dtype)
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
     """Runs the block with torch's global RNG seeded by ``seed`` (CPU, and ``device`` when it is a CUDA device),
