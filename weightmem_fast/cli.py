@@ -1,4 +1,4 @@
-"""The ``weightmem-fast`` command: ``demo``, ``audit``, ``bench`` and ``info``.
+"""The ``weightmem-fast`` command: ``demo``, ``audit``, ``ablate``, ``bench`` and ``info``.
 
 Errors are one line on stderr and exit code 2 for bad arguments or inputs, 1 for a failure while running;
 ``--debug`` shows the traceback instead.
@@ -30,13 +30,30 @@ def _demo(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise UsageError(f"--methods must be a comma-separated list of {','.join(METHODS)}; got {args.methods!r}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1; got {args.threads}")
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     report = run_demo(methods, args.out, quick=args.quick, seed=args.seed, progress=not args.quiet)
     print(f"report: {report}")
     return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from .cli_ablate import run
+
+    _set_threads(args.threads)
+    return run(args)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1; got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's, one per core); use 1 when other jobs share the "
+                        "cores: small training steps slow down sharply when threads wait on busy cores")
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -48,6 +65,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     # Imported here so `weightmem-fast info` does not load the benchmark modules.
     from .bench.__main__ import configure_parser
+    from .cli_ablate import configure_parser as configure_ablate
     from .demo import METHODS
 
     parser = argparse.ArgumentParser(
@@ -64,9 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="weightmem_fast_demo", help="output directory (default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="tiny zoos and fits: a smoke run of every stage")
     demo.add_argument("--seed", type=int, default=0, help="seed of sampling and audits (default: 0)")
-    demo.add_argument("--threads", type=int, default=None,
-                      help="torch threads (default: torch's, one per core); use 1 when other jobs share the cores: "
-                      "small training steps slow down sharply when threads wait on busy cores")
+    _threads_argument(demo)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
 
@@ -95,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--grid", type=int, default=300, help="decision-boundary grid size (default: the study's 300)")
     audit.add_argument("--quiet", action="store_true", help="no progress bars")
     audit.set_defaults(handler=_audit)
+
+    ablate = commands.add_parser(
+        "ablate", help="retrain one generator with one factor changed at a time and tabulate accuracy vs novelty",
+        description="The study's modeling-factor table (and data-scaling study) for one generator: each level of "
+        "each factor retrains the generator at demo size, samples, and audits the samples against the same "
+        "training set and baselines. Fits and audits are cached, so an interrupted run resumes. Writes "
+        "report.html, ablation.json and ablation.csv.")
+    configure_ablate(ablate)
+    _threads_argument(ablate)
+    ablate.set_defaults(handler=_ablate)
 
     bench = commands.add_parser(
         "bench", help="run a benchmark (same as python -m weightmem_fast.bench)",
