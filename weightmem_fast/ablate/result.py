@@ -89,7 +89,9 @@ class AblationResult:
         method: "hr", "gpt", "hd" or "pdiff".
         quality_name: "accuracy" or "MMD"; ``better_is_higher`` says its direction.
         cells: every (level, seed), in plan order.
-        training: the reference row of each training set, by level ("default" and each data level).
+        training: the reference rows by level: "default" (the "training" row of the table) and each data level,
+            from the level's first cell (HR's training group is its own generator's reconstructions, so HR's rows
+            are those of the first seed's fit).
         notes: levels left out and other remarks.
         settings: the call's arguments and the base config, JSON-able.
         versions: package versions and the machine.

@@ -2,6 +2,7 @@
 same training set and baselines, and tabulate accuracy (or MMD) against novelty (issue 11; study_spec §2.10)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Mapping, Sequence
@@ -23,11 +24,12 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
     """The study's modeling-factor table (and data-scaling study) for one of the four generators.
 
     Every (level, seed) cell fits the method's demo recipe with that level's change and that seed (the config's
-    seed and the sampling seed), samples as the demo does, and is audited with the other cells of the same training
-    set in one ``audit`` call, so all share the training group, the baselines and the noise frontier. The data
-    levels train on part of the zoo and are audited against that part. Fits and audits are cached (``cache_dir``),
-    so an interrupted ablation resumes with the cells it finished; the "default" cell with seed 0 is the demo's
-    own fit.
+    seed and the sampling seed) and samples as the demo does. Cells whose training group is the same are audited
+    together in one ``audit`` call, so they share the training group, the baselines and the noise frontier: for
+    G.pt, HyperDiffusion and P-diff every level but the data levels (which train on part of the zoo and are
+    audited against that part). HR's training group is the generator's own reconstructions of the zoo (as the
+    study audits HR), so each HR cell has its own audit. Fits and audits are cached (``cache_dir``), so an
+    interrupted ablation resumes with the cells it finished; the "default" cell with seed 0 is the demo's own fit.
 
     Args:
         method: "hr", "gpt", "hd" or "pdiff".
@@ -62,8 +64,8 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
         plan += planned
         notes += left_out
 
-    studies: dict[float, _Study] = {}
-    cells: list[tuple[Level, int, str, Fitter]] = []
+    studies: dict[str, _Study] = {}  # by the digest of their training group
+    cells: list[_Cell] = []
     bar = tqdm(total=len(plan) * len(seeds), desc=f"ablate {method}", disable=not progress)
     for level in plan:
         for seed in seeds:
@@ -74,21 +76,32 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
                                     data_fraction=level.data_fraction, panels=False)
             prepared = RECIPES[method](fitter, options)
             group = f"{level.name} (seed {seed})"
-            studies.setdefault(level.data_fraction, _Study(prepared)).groups[group] = prepared.generated
-            cells.append((level, seed, group, fitter))
+            study = digest(prepared.training)
+            studies.setdefault(study, _Study(prepared)).groups[group] = prepared.generated
+            cells.append(_Cell(level, seed, group, study, fitter.seconds, fitter.parameters))
             bar.update()
     bar.close()
 
-    audits = {fraction: study.audit(method, quick, cache_dir, progress) for fraction, study in studies.items()}
-    result = _result(method, cells, audits, plan, notes, {
+    audits = {key: study.audit(method, quick, cache_dir, progress) for key, study in studies.items()}
+    result = _result(method, cells, audits, notes, {
         "method": method, "factors": factors, "seeds": seeds, "quick": quick, "zoo_options": dict(zoo_options or {}),
         "base_config": base.to_dict(), "torch_threads": torch.get_num_threads()})
     if out is not None:
         from .report import write_ablation_report
 
-        write_ablation_report(result, out, {_training_level(plan, fraction): audit_result
-                                            for fraction, audit_result in audits.items()})
+        write_ablation_report(result, out, {_audit_name(cells, key): audit_result
+                                            for key, audit_result in audits.items()})
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    level: Level
+    seed: int
+    group: str  # its group in its study's audit
+    study: str  # the digest of its training group
+    fit_seconds: float
+    parameters: int
 
 
 class _Study:
@@ -109,13 +122,14 @@ class _Study:
                                                           **options))
 
 
-def _training_level(plan: list[Level], fraction: float) -> str:
-    """The name of a training set: "default" for the whole zoo, else its data level's."""
-    return "default" if fraction == 1 else next(level.name for level in plan if level.data_fraction == fraction)
+def _audit_name(cells: list[_Cell], study: str) -> str:
+    """A study's name in the audits' report: its first cell's level, and its group when several share it."""
+    members = [cell for cell in cells if cell.study == study]
+    return members[0].level.name if len(members) > 1 else members[0].group
 
 
-def _result(method: str, cells: list[tuple[Level, int, str, Fitter]], audits: dict[float, AuditResult],
-            plan: list[Level], notes: list[str], settings: dict[str, Any]) -> AblationResult:
+def _result(method: str, cells: list[_Cell], audits: dict[str, AuditResult], notes: list[str],
+            settings: dict[str, Any]) -> AblationResult:
     field = next(iter(audits.values())).behaviour.kind == "field"
 
     def quality(result: AuditResult, group: str) -> tuple[float, float]:
@@ -124,19 +138,18 @@ def _result(method: str, cells: list[tuple[Level, int, str, Fitter]], audits: di
             return metrics.get("mmd", math.nan), metrics.get("cov", math.nan)
         return result.groups[group].summary()["mean_accuracy"], math.nan
 
-    out = []
-    for level, seed, group, fitter in cells:
-        result = audits[level.data_fraction]
-        verdict = result.verdicts[group]
-        value, coverage = quality(result, group)
-        out.append(Cell(level.factor, level.name, seed, value, coverage,
-                        result.groups[group].summary()["mean_min_l2"], verdict.beyond_frontier.value,
-                        verdict.near_copies.value, fitter.seconds, fitter.parameters, len(result.training)))
-    training = {}
-    for fraction, result in audits.items():
-        name = _training_level(plan, fraction)
-        value, coverage = quality(result, "training")
-        training[name] = TrainingRow(name, len(result.training), value, coverage,
-                                     result.training.summary()["mean_min_l2"])
+    out, training = [], {}
+    for cell in cells:
+        result = audits[cell.study]
+        verdict = result.verdicts[cell.group]
+        value, coverage = quality(result, cell.group)
+        out.append(Cell(cell.level.factor, cell.level.name, cell.seed, value, coverage,
+                        result.groups[cell.group].summary()["mean_min_l2"], verdict.beyond_frontier.value,
+                        verdict.near_copies.value, cell.fit_seconds, cell.parameters, len(result.training)))
+        if cell.level.factor in ("default", "data") and cell.level.name not in training:
+            # the reference row of the default and of each data level: its first cell's training group
+            value, coverage = quality(result, "training")
+            training[cell.level.name] = TrainingRow(cell.level.name, len(result.training), value, coverage,
+                                                    result.training.summary()["mean_min_l2"])
     return AblationResult(method, "MMD" if field else "accuracy", not field, out, training, notes, settings,
                           versions())
