@@ -8,12 +8,12 @@ import weightmem_fast as wmf
 from weightmem_fast import fields
 from weightmem_fast.generators import GaussianDiffusion, Optim, get
 from weightmem_fast.generators import hyperdiffusion
-from weightmem_fast.generators.hyperdiffusion import (DEMO_ZOO, HyperDiffusion, HyperDiffusionConfig, demo_zoo,
-                                                      permutation_augment)
+from weightmem_fast.generators.hyperdiffusion import DEMO_ZOO, HyperDiffusion, HyperDiffusionConfig, demo_zoo
 from weightmem_fast.generators.hyperdiffusion_net import HyperDiffusionDenoiser
 from weightmem_fast.generators.tokenize import Tokenizer
 from weightmem_fast.io import Zoo
 from weightmem_fast.layout import ParamLayout
+from weightmem_fast.symmetry import permutation_augment
 
 # Seconds on 2 cores: a 4-wide, 2-layer occupancy MLP (D = 65), a 16-wide transformer, the published 500 steps.
 TINY = HyperDiffusionConfig(width=16, depth=1, heads=2, num_frequencies=8, batch_size=8,

@@ -35,9 +35,6 @@ FACTORS: dict[str, str] = {
 # (width field, heads field, depth field, fields scaled with the width) of each transformer.
 _ARCHITECTURE = {"hr": ("d_model", "heads", "layers", ("d_ff",)), "gpt": ("width", "heads", "depth", ()),
                  "hd": ("width", "heads", "depth", ())}
-# Config fields a factor needs, per method (the factor applies when the method's config has them).
-_NEEDS = {"size": lambda method: method in _ARCHITECTURE, "dropout": "dropout", "noise": ("weight_noise", "input_noise"),
-          "permute": "permutation_augment"}
 EPOCH_FRACTIONS = {"epochs 33.3 %": 1 / 3, "epochs 50 %": 1 / 2}
 DROPOUT_STEPS = {"+10 % dropout": 0.1, "+20 % dropout": 0.2}
 WEIGHT_NOISE = 0.1
@@ -71,18 +68,12 @@ DEFAULT = Level("default", "default")
 
 
 def applicable(method: str, config: Config) -> list[str]:
-    """The factors that apply to ``method`` with base config ``config``, in ``FACTORS`` order."""
+    """The factors that apply to ``method`` with base config ``config``, in ``FACTORS`` order: epochs and data
+    always; size for the transformers; dropout, noise and permute when the config has their field."""
     names = {field.name for field in dataclasses.fields(config)}  # type: ignore[arg-type]
-
-    def ok(factor: str) -> bool:
-        need = _NEEDS.get(factor)
-        if need is None:
-            return True
-        if callable(need):
-            return need(method)
-        return any(field in names for field in ((need,) if isinstance(need, str) else need))
-
-    return [factor for factor in FACTORS if ok(factor)]
+    applies = {"size": method in _ARCHITECTURE, "dropout": "dropout" in names,
+               "noise": bool({"weight_noise", "input_noise"} & names), "permute": "permutation_augment" in names}
+    return [factor for factor in FACTORS if applies.get(factor, True)]
 
 
 def levels(method: str, factor: str, config: Config) -> tuple[list[Level], list[str]]:

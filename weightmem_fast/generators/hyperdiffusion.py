@@ -12,7 +12,8 @@ The method (study_spec §5.1-5.2, HyperDiffusion's ``configs/diffusion_configs/t
    (``fields.fit_fields(init="first_weights")``), which keeps the MLPs aligned; weights in raw space
    (``normalization_factor`` 1);
 2. optionally, the study's symmetry experiment: ``permutation_augment`` = 2, 4 or 8 adds 1, 3 or 7 random
-   permutations of every MLP's hidden neurons (function-preserving, ``symmetry.permute``) to the training set;
+   permutations of every MLP's hidden neurons (function-preserving, ``symmetry.permutation_augment``) to the
+   training set;
 3. a Gaussian diffusion with 500 steps, betas linear from 1e-4 to 2e-2, trained with the MSE between the predicted
    and the clean weights (x0-prediction), by the transformer ``HyperDiffusionDenoiser`` over one token per tensor
    (``Tokenizer.per_tensor``, "layer_by_layer") plus a timestep token;
@@ -33,8 +34,7 @@ import torch
 
 from .. import fields
 from ..io import Zoo
-from ..layout import ParamLayout
-from ..symmetry import permute, random_permutations
+from ..symmetry import permutation_augment
 from ..zoo import cached
 from .base import Generator, module_tensors, sub_tensors
 from .config import Config, check_regularisation, zoo_params
@@ -124,28 +124,6 @@ def demo_zoo(cache_dir: str | os.PathLike | None = None, progress: bool = False,
     shapes = fields.make_shapes(params.pop("family"), params.pop("shapes"))
     return cached("fit_fields", key, lambda: fields.fit_fields(shapes, progress=progress, **params),
                   cache_dir=cache_dir)
-
-
-def permutation_augment(weights: torch.Tensor, layout: ParamLayout, factor: int,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training set of the study's symmetry experiment (study_spec §2.9): ``weights`` followed by
-    ``factor - 1`` copies of it, each row with its own random permutation of every hidden layer's neurons.
-
-    Args:
-        weights: float [N, D] flat MLP weights in ``layout``.
-        layout: their layout (a chain of Linear layers: ``symmetry.permute``).
-        factor: the size multiplier, >= 1.
-        generator: draws the permutations.
-
-    Returns:
-        [factor * N, D]: the original rows first, then the permuted copies; every row computes its original's
-        function.
-    """
-    copies = [weights]
-    for _ in range(factor - 1):
-        perms = random_permutations(layout, weights.shape[0], generator=generator, device=weights.device)
-        copies.append(permute(weights, layout, perms))
-    return torch.cat(copies)
 
 
 @register("hyperdiffusion")

@@ -1,6 +1,7 @@
 """Random valid transforms for a layout: uniformly random neuron permutations and log-uniform positive scale
-factors, drawn from a seeded ``torch.Generator`` (issue 9, study_spec §2.9: the HR invariance experiment and
-HyperDiffusion's permutation augmentation)."""
+factors, drawn from a seeded ``torch.Generator``, and ``permutation_augment``, a training set enlarged by randomly
+permuted copies (issue 9, study_spec §2.9: the HR invariance experiment and HyperDiffusion's permutation
+augmentation)."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ from torch import nn
 from ..layout import ParamLayout
 from . import _arguments
 from .chain import ChainStructure
+from .transforms import permute
 
 
 def random_permutations(layout: ParamLayout | ChainStructure, n: int, *, template: nn.Module | None = None,
@@ -65,3 +67,25 @@ def random_scales(layout: ParamLayout | ChainStructure, n: int, *, template: nn.
     span = math.log(high) - math.log(low)
     return [torch.exp(math.log(low) + span * torch.rand(n, units, generator=generator, device=device, dtype=dtype))
             for units in chain.hidden]
+
+
+def permutation_augment(weights: torch.Tensor, layout: ParamLayout, factor: int,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """The training set of the study's symmetry experiment (study_spec §2.9): ``weights`` followed by
+    ``factor - 1`` copies of it, each row with its own random permutation of every hidden layer's neurons.
+
+    Args:
+        weights: float [N, D] flat MLP weights in ``layout``.
+        layout: their layout (a chain of Linear layers: ``permute``).
+        factor: the size multiplier, >= 1.
+        generator: draws the permutations.
+
+    Returns:
+        [factor * N, D]: the original rows first, then the permuted copies; every row computes its original's
+        function.
+    """
+    copies = [weights]
+    for _ in range(factor - 1):
+        perms = random_permutations(layout, weights.shape[0], generator=generator, device=weights.device)
+        copies.append(permute(weights, layout, perms))
+    return torch.cat(copies)
