@@ -17,7 +17,7 @@ uses every row once, in random order), else every row ``n // N`` or ``n // N + 1
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -93,17 +93,10 @@ def noise_frontier(training: torch.Tensor, n: int, seed: int,
     """
     training, generator = _setup(training, n, seed)
     if sigmas is None:
-        scale = float(training.double().std(unbiased=False))
-        if not scale > 0:
-            raise ValueError("noise_frontier's default sigmas scale with the spread of the training values, and "
-                             "all of them are equal; pass sigmas=[...] explicitly")
-        low, high = (scale * f for f in FRONTIER_RANGE)
-        values = torch.logspace(math.log10(low), math.log10(high), FRONTIER_SIGMAS, dtype=torch.float64)
+        values = default_frontier_sigmas(float(training.double().std(unbiased=False)))
     else:
         values = _sigmas(sigmas)
-    rows = training[_rows(training.shape[0], n, generator)]
-    eps = torch.randn(rows.shape, generator=generator, device=rows.device, dtype=rows.dtype)
-    return values, [rows + float(sigma) * eps for sigma in values]
+    return values, draw_noised(training.shape[0], n, generator, values, training.__getitem__)
 
 
 def average(training: torch.Tensor, n: int, seed: int, k: int = 16, inplace_quirk: bool = False) -> torch.Tensor:
@@ -133,12 +126,9 @@ def average(training: torch.Tensor, n: int, seed: int, k: int = 16, inplace_quir
     """
     training, generator = _setup(training, n, seed)
     k = _check.neighbour_count(k, training.shape[0], exclude_self=False)
-    draws = _subsets(training.shape[0], n, k, generator)
     if not inplace_quirk:
-        total = training[draws[:, 0]]
-        for j in range(1, k):
-            total += training[draws[:, j]]
-        return total / k
+        return draw_averages(training.shape[0], n, k, generator, training.__getitem__)
+    draws = _subsets(training.shape[0], n, k, generator)
     rows = training.clone()  # the study's shared list of checkpoints, mutated as its code does
     out = torch.empty(n, training.shape[1], dtype=training.dtype, device=training.device)
     for i, draw in enumerate(draws.tolist()):
@@ -168,8 +158,7 @@ def gaussian(training: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     training, generator = _setup(training, n, seed)
     _at_least_two_rows(training, "gaussian", "an unbiased std")
     values = training.double()
-    eps = torch.randn(n, training.shape[1], generator=generator, device=training.device, dtype=torch.float64)
-    return (values.mean(dim=0) + values.std(dim=0) * eps).to(training.dtype)
+    return draw_gaussian(values.mean(dim=0), values.std(dim=0), n, generator, training.dtype)
 
 
 def interpolate(training: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -195,6 +184,49 @@ def interpolate(training: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     second += (second >= first).long()  # uniform over the rows other than ``first``
     lam = torch.rand(n, 1, generator=generator, device=device, dtype=training.dtype)
     return torch.lerp(training[first], training[second], lam)
+
+
+# Building blocks shared with the sharded training sets of ``weightmem_fast.distributed``: the draws need only the
+# row count and the generator, and rows come through ``take`` (row indices [r] -> rows [r, D]), so a set split over
+# ranks draws exactly what one machine draws.
+RowTaker = Callable[[torch.Tensor], torch.Tensor]
+
+
+def default_frontier_sigmas(scale: float) -> torch.Tensor:
+    """``noise_frontier``'s default sweep for training values of population std ``scale``: float64 [12] on the CPU.
+
+    Raises:
+        ValueError: ``scale`` is not > 0 (all training values equal).
+    """
+    if not scale > 0:
+        raise ValueError("noise_frontier's default sigmas scale with the spread of the training values, and "
+                         "all of them are equal; pass sigmas=[...] explicitly")
+    low, high = (scale * f for f in FRONTIER_RANGE)
+    return torch.logspace(math.log10(low), math.log10(high), FRONTIER_SIGMAS, dtype=torch.float64)
+
+
+def draw_noised(count: int, n: int, generator: torch.Generator, sigmas: torch.Tensor,
+                take: RowTaker) -> list[torch.Tensor]:
+    """``noise_frontier``'s sets for a training set of ``count`` rows: balanced row picks, one shared eps."""
+    rows = take(_rows(count, n, generator))
+    eps = torch.randn(rows.shape, generator=generator, device=rows.device, dtype=rows.dtype)
+    return [rows + float(sigma) * eps for sigma in sigmas]
+
+
+def draw_averages(count: int, n: int, k: int, generator: torch.Generator, take: RowTaker) -> torch.Tensor:
+    """``average``'s clean outputs: means of k distinct rows, summed in the order drawn."""
+    draws = _subsets(count, n, k, generator)
+    total = take(draws[:, 0])
+    for j in range(1, k):
+        total += take(draws[:, j])
+    return total / k
+
+
+def draw_gaussian(mean: torch.Tensor, std: torch.Tensor, n: int, generator: torch.Generator,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """``gaussian``'s outputs from the per-parameter float64 mean [D] and unbiased std [D]: [n, D] in ``dtype``."""
+    eps = torch.randn(n, mean.shape[0], generator=generator, device=mean.device, dtype=torch.float64)
+    return (mean + std * eps).to(dtype)
 
 
 def _setup(training: object, n: object, seed: object) -> tuple[torch.Tensor, torch.Generator]:

@@ -1,5 +1,11 @@
 """``weightmem-fast audit``: user checkpoints in, report out. Reads the inputs the command line names and turns
-every problem with them into a ``UsageError`` (exit code 2) that names the argument."""
+every problem with them into a ``UsageError`` (exit code 2) that names the argument.
+
+Under ``torchrun --nproc-per-node N`` (WORLD_SIZE > 1) the same command runs the sharded audit (issue 10): every
+rank joins the process group (``distributed.launch``), reads only its rows of the training set (a flat zoo: its
+rows from disk; a checkpoint directory: read whole, then cut), runs ``audit(..., sharded=True)``, and rank 0 alone
+writes the report, without the figures (they need every training model on one rank).
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +16,7 @@ import torch
 from torch import nn
 
 from . import io
+from .distributed.shards import shard_rows
 from .layout import ParamLayout
 
 
@@ -32,20 +39,22 @@ def template_from_spec(spec: str) -> nn.Module:
     return template
 
 
-def load_weights(option: str, path: str, layout: ParamLayout) -> io.Zoo:
-    """A flat zoo directory (``io.save_zoo``) or a directory of checkpoints (.pt / .safetensors), in ``layout``."""
+def load_weights(option: str, path: str, layout: ParamLayout, shard: tuple[int, int] | None = None) -> io.Zoo:
+    """A flat zoo directory (``io.save_zoo``) or a directory of checkpoints (.pt / .safetensors), in ``layout``;
+    with ``shard=(rank, world)`` only that rank's rows (``io.load_zoo``'s split)."""
     root = Path(path)
     if not root.exists():
         raise UsageError(f"{option} {path}: no such file or directory")
     try:
         if (root / io.WEIGHTS_FILE).is_file():
-            zoo = io.load_zoo(root)
+            zoo = io.load_zoo(root, shard=shard)
             if zoo.layout != layout:
                 raise UsageError(f"{option} {path}: its layout ({zoo.layout.size} parameters, tensors "
                                  f"{[e.name for e in zoo.layout.entries][:4]}...) does not match the template's "
                                  f"({layout.size} parameters)")
             return zoo
-        return io.load_checkpoints(root, layout, allow_nonfinite=option == "--generated")
+        zoo = io.load_checkpoints(root, layout, allow_nonfinite=option == "--generated")
+        return zoo if shard is None else zoo[slice(*shard_rows(len(zoo), *shard))]
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as error:
         raise UsageError(f"{option} {path}: {error}") from error
 
@@ -95,6 +104,13 @@ def _tensors_file(spec: str, names: tuple[str, ...], alternatives: str) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    from .distributed.launch import torchrun_group
+
+    with torchrun_group() as (rank, world):
+        return _run(args, rank, world)
+
+
+def _run(args: argparse.Namespace, rank: int, world: int) -> int:
     from .audit import ClassifierTask, FieldTask, audit
 
     template = template_from_spec(args.template)
@@ -106,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
             HiddenUnits.of(layout)
         except ValueError as error:
             raise UsageError(f"--align needs a one-hidden-layer MLP template: {error}") from error
-    training = load_weights("--training", args.training, layout)
+    sharded = world > 1
+    if sharded and args.task == "field":
+        raise UsageError(f"--task field runs on one process (WORLD_SIZE is {world}): the sharded audit supports "
+                         "classifiers only")
+    training = load_weights("--training", args.training, layout, shard=(rank, world) if sharded else None)
     generated = load_weights("--generated", args.generated, layout)
     try:
         if args.task == "field":
@@ -116,7 +136,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:
         raise UsageError(f"--data {args.data} / --template {args.template}: {error}") from error
     result = audit(generated, training, task, baselines="none" if args.no_baselines else "default",
-                   progress=not args.quiet, k=args.k, seed=args.seed, align=args.align)
-    report = result.report(args.out, tasks={"audit": task}, grid=args.grid)
+                   progress=not args.quiet and rank == 0, k=args.k, seed=args.seed, align=args.align,
+                   sharded=sharded)
+    if rank != 0:
+        return 0
+    if sharded:
+        note = (f"Sharded audit over {world} ranks: figures are left out (they need every training model on one "
+                "rank), and arrays.safetensors holds rank 0's training rows only.")
+        report = result.report(args.out, tasks={"audit": task}, figures=lambda result, task: {},
+                               notes={"audit": note})
+    else:
+        report = result.report(args.out, tasks={"audit": task}, grid=args.grid)
     print(f"report: {report}")
     return 0

@@ -17,11 +17,11 @@ from .. import baselines as baselines_lib
 from .._version import __version__
 from ..io import Zoo
 from ..layout import ParamLayout
-from ..ops import nearest
-from ..symmetry.aligned import HiddenUnits, aligned_nearest
+from ..symmetry.aligned import HiddenUnits
 from . import verdict as verdict_lib
 from .result import AuditResult, Estimate, GroupAudit, Role, Verdict
 from .tasks import ClassifierTask, FieldTask, Measured
+from .training import TrainingSet
 
 # Default noise baselines: sigma as a multiple of the std of all training values (the study's G.pt sigmas, 0.05
 # and 0.1 in a space where the weights have unit std).
@@ -51,6 +51,7 @@ def audit(
     resamples: int = 1000,
     level: float = 0.95,
     align: bool = False,
+    sharded: bool = False,
 ) -> AuditResult:
     """Audits generated weights for memorisation of the training weights.
 
@@ -81,6 +82,13 @@ def audit(
         align: measure weight distances after aligning hidden units (``aligned_nearest``: exact, for
             one-hidden-layer MLP layouts, as the study does for G.pt); a permuted copy of a training model is then
             at distance 0.
+        sharded: ``training`` is this rank's shard of the training set, split by rows in rank order across the
+            ranks of torch.distributed's default group (e.g. ``io.load_zoo(path, shard=(rank, world))``; a shard
+            may be empty); every other argument is the same on every rank. Call it on every rank: each returns the
+            same result as the single-process audit of the whole set, except the training group's ``weights``,
+            which hold this rank's shard (``distributed.audit`` says how; the std of all training values, and so
+            the default sigmas, may differ from the single-process audit in the last float64 bits). Classifier
+            tasks only.
 
     Returns:
         AuditResult (``to_json``, ``to_frame``, ``save``, ``report``).
@@ -88,34 +96,30 @@ def audit(
     Raises:
         TypeError / ValueError: naming the bad argument (shapes, layouts, names, counts).
     """
-    training_weights, training_trajectory = _weights("training", training)
-    if training_weights.shape[0] < 2:
+    source = _training_set(training, task, sharded)
+    if source.rows < 2:
         raise ValueError(f"training must hold at least 2 models (the training group is compared with itself, self "
-                         f"excluded); got {training_weights.shape[0]}")
-    layout_size = task.layout.size
-    if training_weights.shape[1] != layout_size:
-        raise ValueError(f"training has D = {training_weights.shape[1]} but the task's layout has "
-                         f"{layout_size} parameters")
-    if isinstance(task, FieldTask) and task.training_clouds.shape[0] != training_weights.shape[0]:
+                         f"excluded); got {source.rows}")
+    if isinstance(task, FieldTask) and task.training_clouds.shape[0] != source.rows:
         raise ValueError(f"FieldTask.training_clouds must hold one cloud per training model: "
-                         f"{task.training_clouds.shape[0]} clouds for {training_weights.shape[0]} models")
-    if not isinstance(k, int) or not 1 <= k <= training_weights.shape[0] - 1:
-        raise ValueError(f"k must be an int in [1, {training_weights.shape[0] - 1}] (training models - 1); got {k!r}")
+                         f"{task.training_clouds.shape[0]} clouds for {source.rows} models")
+    if not isinstance(k, int) or not 1 <= k <= source.rows - 1:
+        raise ValueError(f"k must be an int in [1, {source.rows - 1}] (training models - 1); got {k!r}")
     if align:
         HiddenUnits.of(task.layout)  # a clear error for layouts without one hidden layer to align
     if not 0 < level < 1 or not isinstance(resamples, int) or resamples < 1:
         raise ValueError(f"level must be in (0, 1) and resamples an int >= 1; got {level!r} and {resamples!r}")
-    trajectory = training_trajectory if trajectory is None else trajectory
+    trajectory = source.trajectory if trajectory is None else trajectory
 
-    planned: list[tuple[str, Role, torch.Tensor]] = [("training", "training", training_weights)]
+    planned: list[tuple[str, Role, torch.Tensor]] = [("training", "training", source.weights)]
     generated_groups = generated if isinstance(generated, Mapping) else {"generated": generated}
     for role, groups in (("generated", generated_groups), ("reference", reference_groups or {})):
         for name, weights in groups.items():
-            planned.append((name, role, _weights(f"{role} group {name!r}", weights, like=training_weights)[0]))
-    std = float(training_weights.double().std())
+            planned.append((name, role, _weights(f"{role} group {name!r}", weights, like=source.weights)[0]))
+    std = source.std()
     planned += [(name, "baseline", weights) for name, weights in
-                _baselines(baselines, training_weights, std, trajectory, baseline_models, seed).items()]
-    sigmas, sweep = _frontier(training_weights, task, frontier_sigmas, frontier_models, seed)
+                _baselines(baselines, source, std, trajectory, baseline_models, seed).items()]
+    sigmas, sweep = _frontier(source, task, frontier_sigmas, frontier_models, seed)
     planned.append(("frontier", "frontier", sweep))
     names = [name for name, _, _ in planned]
     if len(set(names)) != len(names):
@@ -128,11 +132,12 @@ def audit(
     for name, role, weights in bar:
         bar.set_postfix_str(name)
         is_training = role == "training"
-        measured[name] = task.measure(weights, training=is_training)
-        similarity, index = task.similarity(measured[name], measured["training"], exclude_self=is_training)
-        distances, neighbours = _nearest(weights, training_weights, k, is_training,
-                                         task.layout if align else None)
-        metrics = {behaviour.quality: measured[name].quality, behaviour.similarity: similarity,
+        measured[name] = task.measure(weights, training=is_training, searches=source.searches)
+        similarity, index = task.similarity(measured[name], measured["training"], exclude_self=is_training,
+                                            searches=source.searches)
+        distances, neighbours = _nearest(weights, source, k, is_training, task.layout if align else None)
+        quality = source.gather(measured[name].quality) if is_training else measured[name].quality
+        metrics = {behaviour.quality: quality, behaviour.similarity: similarity,
                    behaviour.similarity_index: index}
         if role == "frontier":
             metrics["sigma"] = sigmas.repeat_interleave(weights.shape[0] // sigmas.shape[0])
@@ -205,25 +210,44 @@ def _weights(name: str, value: object, like: torch.Tensor | None = None) -> tupl
     return value, one_run
 
 
-def _baselines(spec: object, training: torch.Tensor, std: float, trajectory: bool, count: int,
+def _training_set(training: object, task: ClassifierTask | FieldTask, sharded: bool) -> TrainingSet:
+    """The whole training set (checked), or with ``sharded`` this rank's shard of it (checked by every rank)."""
+    if not isinstance(sharded, bool):
+        raise TypeError(f"sharded must be a bool; got {type(sharded).__name__}")
+    if not sharded:
+        weights, trajectory = _weights("training", training)
+        if weights.shape[1] != task.layout.size:
+            raise ValueError(f"training has D = {weights.shape[1]} but the task's layout has "
+                             f"{task.layout.size} parameters")
+        return TrainingSet(weights, trajectory)
+    if isinstance(task, FieldTask):
+        raise ValueError("audit(sharded=True) supports ClassifierTask only: a FieldTask's training-group MMD, COV "
+                         "and 1-NNA need every training cloud on one rank (issue 10); run field audits on one process")
+    from ..distributed.audit import ShardedTrainingSet
+
+    return ShardedTrainingSet.create(training, task.layout.size)
+
+
+def _baselines(spec: object, training: TrainingSet, std: float, trajectory: bool, count: int,
                seed: int) -> dict[str, torch.Tensor]:
     if isinstance(spec, Mapping):
-        return {name: _weights(f"baseline {name!r}", weights, like=training)[0] for name, weights in spec.items()}
+        return {name: _weights(f"baseline {name!r}", weights, like=training.weights)[0]
+                for name, weights in spec.items()}
     if spec == "none":
         return {}
     if spec != "default":
         raise ValueError(f"baselines must be 'default', 'none' or a mapping {{name: weights [n, D]}}; got {spec!r}")
-    n = min(count, training.shape[0])
-    out = {f"noise {factor:g}": baselines_lib.noise(training, n, seed, sigma=factor * std)
-           for factor in NOISE_FACTORS}
+    n = min(count, training.rows)
+    # noise(t, n, seed, s) is noise_frontier(t, n, seed, [s])[1][0] (baselines.noise).
+    out = {f"noise {factor:g}": training.noise_frontier(n, seed, [factor * std])[1][0] for factor in NOISE_FACTORS}
     if trajectory:
-        k = min(AVERAGE_K, training.shape[0])
-        out[f"average {k}"] = baselines_lib.average(training, count, seed, k=k)
-        out["gaussian"] = baselines_lib.gaussian(training, count, seed)
+        k = min(AVERAGE_K, training.rows)
+        out[f"average {k}"] = training.average(count, seed, k)
+        out["gaussian"] = training.gaussian(count, seed)
     return out
 
 
-def _frontier(training: torch.Tensor, task: ClassifierTask | FieldTask, sigmas: object, models: int | None,
+def _frontier(training: TrainingSet, task: ClassifierTask | FieldTask, sigmas: object, models: int | None,
               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(sigmas float64 [S], the noised models [S * n, D], sigma-major)."""
     kind = task.behaviour.kind
@@ -231,23 +255,26 @@ def _frontier(training: torch.Tensor, task: ClassifierTask | FieldTask, sigmas: 
     if not isinstance(models, int) or models < 1:
         raise ValueError(f"frontier_models must be an int >= 1; got {models!r}")
     if sigmas is None and kind == "field":
-        scale = float(training.double().std(unbiased=False))
+        scale = training.std(unbiased=False)
         sigmas = torch.logspace(math.log10(baselines_lib.FRONTIER_RANGE[0] * scale),
                                 math.log10(baselines_lib.FRONTIER_RANGE[1] * scale), FIELD_FRONTIER_SIGMAS,
                                 dtype=torch.float64)
-    values, sets = baselines_lib.noise_frontier(training, models, seed, sigmas)
+    values, sets = training.noise_frontier(models, seed, sigmas)
     return values, torch.cat(sets)
 
 
-def _nearest(weights: torch.Tensor, training: torch.Tensor, k: int, exclude_self: bool,
+def _nearest(weights: torch.Tensor, training: TrainingSet, k: int, exclude_self: bool,
              aligned_layout: ParamLayout | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(distances [n, k], indices [n, k]) to the nearest training rows, plain or (with ``aligned_layout``) after
     aligning hidden units; NaN and -1 for rows with NaN/Inf weights (a broken generated model is reported, not an
-    error)."""
+    error). With ``exclude_self``, ``weights`` are the training rows this process holds."""
+    searches = training.searches
+
     def search(query: torch.Tensor, self_excluded: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if aligned_layout is None:
-            return nearest(query, training, k=k, exclude_self=self_excluded)
-        return aligned_nearest(query, training, aligned_layout, k=k, exclude_self=self_excluded)[:2]
+            return searches.nearest(query, training.weights, k=k, exclude_self=self_excluded)
+        return searches.aligned_nearest(query, training.weights, k=k, exclude_self=self_excluded,
+                                        layout=aligned_layout)
 
     finite = torch.isfinite(weights).all(dim=1)
     if finite.all():

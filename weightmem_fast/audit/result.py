@@ -79,7 +79,8 @@ class GroupAudit:
         name: unique within the audit ("training", "generated", "noise 0.05", "frontier", ...).
         role: "training", "generated", "baseline", "frontier" (the noise sweep) or "reference" (a user-given group
             audited like a generated one, e.g. an autoencoder's reconstructions of the training set).
-        weights: float32 [n, D], the models (kept for figures; saved in ``arrays.safetensors``).
+        weights: float32 [n, D], the models (kept for figures; saved in ``arrays.safetensors``). In a sharded
+            audit (``audit(..., sharded=True)``) the training group's are only this rank's rows of the n.
         min_l2: float32 [n], L2 distance to the nearest training model (training: self excluded by index).
         nearest_index: int64 [n, k], the k nearest training rows, nearest first (ties to the lowest index).
         nearest_l2: float32 [n, k], their distances.
@@ -99,7 +100,7 @@ class GroupAudit:
     extras: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
-        return self.weights.shape[0]
+        return self.min_l2.shape[0]  # not weights: a sharded audit's training group holds only its rank's rows
 
     def summary(self) -> dict[str, Any]:
         """Count and mean of every per-model number (what the report's group table shows); means skip NaN."""

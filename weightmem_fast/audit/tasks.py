@@ -18,12 +18,12 @@ from torch import nn
 
 from .. import fields
 from ..layout import ParamLayout
-from ..ops import max_iou
 from ..ops.chamfer import nearest_shape
 from ..ops.eval import evaluate
 from ..ops.shape_metrics import shape_metrics
 from ..packed_masks import PackedMasks
 from .result import CLASSIFIER, FIELD, Behaviour
+from .training import LOCAL, Searches
 
 
 @dataclasses.dataclass(eq=False)
@@ -74,15 +74,17 @@ class ClassifierTask:
         if self.layout is None:
             self.layout = ParamLayout.from_module(self.template)
 
-    def measure(self, weights: torch.Tensor, training: bool = False) -> Measured:
-        """Accuracy and error sets of every model (one batched ``evaluate``); ``training`` changes nothing."""
-        result = evaluate(self.template, weights, self.inputs, self.labels, layout=self.layout)
+    def measure(self, weights: torch.Tensor, training: bool = False, searches: Searches = LOCAL) -> Measured:
+        """Accuracy and error sets of every model (one batched ``evaluate``, or ``searches.evaluate_own`` for the
+        training rows this process holds)."""
+        run = searches.evaluate_own if training else searches.evaluate
+        result = run(self.template, weights, self.inputs, self.labels, self.layout)
         return Measured(quality=result.accuracy, errors=result.errors)
 
-    def similarity(self, query: Measured, training: Measured, exclude_self: bool) -> tuple[torch.Tensor,
-                                                                                          torch.Tensor]:
+    def similarity(self, query: Measured, training: Measured, exclude_self: bool,
+                   searches: Searches = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
         """(max error-set IoU over training models [n], the index that attains it [n])."""
-        values, index = max_iou(query.errors, training.errors, k=1, exclude_self=exclude_self)
+        values, index = searches.max_iou(query.errors, training.errors, k=1, exclude_self=exclude_self)
         return values[:, 0], index[:, 0]
 
     def group_metrics(self, measured: Measured) -> dict[str, float]:
@@ -131,11 +133,12 @@ class FieldTask:
                                  f"{_shape(clouds)} (drop shapes without a surface first)")
             setattr(self, name, fields.normalize_clouds(clouds.float()))
 
-    def measure(self, weights: torch.Tensor, training: bool = False) -> Measured:
+    def measure(self, weights: torch.Tensor, training: bool = False, searches: Searches = LOCAL) -> Measured:
         """Mesh every network, normalise its cloud, and take its min Chamfer distance to the held-out clouds.
 
         With ``training=True`` (the training group) nothing is meshed: the study compares the training shapes'
-        own clouds, ``training_clouds`` (one per training row)."""
+        own clouds, ``training_clouds`` (one per training row). ``searches`` is the tasks' common interface: fields
+        are compared with the held-out clouds, which every process holds, so no training search runs here."""
         if training:
             clouds = self.training_clouds
             ok = torch.ones(clouds.shape[0], dtype=torch.bool)
@@ -150,17 +153,17 @@ class FieldTask:
             quality[ok] = nearest_shape(clouds[ok], self.test_clouds)[0][:, 0].float()
         return Measured(quality=quality, clouds=clouds, ok=ok, extras={"clouds": clouds, "surface": ok})
 
-    def similarity(self, query: Measured, training: Measured, exclude_self: bool) -> tuple[torch.Tensor,
-                                                                                          torch.Tensor]:
+    def similarity(self, query: Measured, training: Measured, exclude_self: bool,
+                   searches: Searches = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
         """(min Chamfer distance to the training clouds [n], its index [n]); NaN and -1 without a surface."""
         n = query.quality.shape[0]
         values, index = torch.full((n,), float("nan")), torch.full((n,), -1, dtype=torch.int64)
         ok = query.ok
         if ok.all():
-            found = nearest_shape(query.clouds, training.clouds, k=1, exclude_self=exclude_self)
+            found = searches.nearest_shape(query.clouds, training.clouds, k=1, exclude_self=exclude_self)
             return found[0][:, 0].float(), found[1][:, 0]
         if ok.any():
-            found = nearest_shape(query.clouds[ok], training.clouds)
+            found = searches.nearest_shape(query.clouds[ok], training.clouds, k=1, exclude_self=False)
             values[ok], index[ok] = found[0][:, 0].float(), found[1][:, 0]
         return values, index
 
