@@ -137,3 +137,15 @@ def test_failures_are_one_line_and_exit_1(monkeypatch, capsys, tmp_path):
     assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "weightmem-fast demo: failed: RuntimeError: out of disk" in err and "Traceback" not in err
+
+
+def test_python_dash_m_runs_the_command():
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "weightmem_fast", "info"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"]
+    bad = subprocess.run([sys.executable, "-m", "weightmem_fast", "ablate", "--method", "pdiff", "--factors", "size"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "choose from epochs,noise,data" in bad.stderr

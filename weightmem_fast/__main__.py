@@ -1,0 +1,6 @@
+"""``python -m weightmem_fast ...`` is the ``weightmem-fast`` command (e.g. ``torchrun -m weightmem_fast audit ...``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
