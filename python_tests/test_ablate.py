@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from weightmem_fast import cli
-from weightmem_fast.ablate import FACTORS, METHODS, AblationResult, ablate, applicable, levels
-from weightmem_fast.ablate import run as ablate_run
+from weightmem_fast.ablation import FACTORS, METHODS, AblationResult, ablate, applicable, levels
+from weightmem_fast.ablation import run as ablate_run
 from weightmem_fast.demo.recipes import base_config, keep_fraction
 from weightmem_fast.generators import Generator
 from weightmem_fast.io import Zoo
@@ -158,3 +158,12 @@ def test_quick_ablation_writes_a_complete_table_and_resumes_from_the_cache(tmp_p
     monkeypatch.setattr(ablate_run, "audit", refuse)
     again = ablate("hr", seeds=[0, 1], quick=True, progress=False)
     assert json.dumps(again.rows()) == json.dumps(result.rows())
+
+
+def test_ablate_is_the_packages_function_loaded_on_first_use():
+    import weightmem_fast as wmf
+    from weightmem_fast import ablation
+
+    assert wmf.ablate is ablation.ablate and "ablate" in wmf.__all__
+    with pytest.raises(AttributeError, match="no attribute 'ablation_table'"):
+        wmf.ablation_table  # noqa: B018

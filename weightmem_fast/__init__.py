@@ -8,7 +8,9 @@ neural-field zoos, procedural shapes and meshing in ``weightmem_fast.fields``); 
 shared pieces in ``weightmem_fast.generators``, baselines in ``weightmem_fast.baselines`` (issue 7); the audit in
 ``weightmem_fast.audit``, its figures in ``weightmem_fast.plots``, the HTML report in ``weightmem_fast.report`` and
 the study end to end in ``weightmem_fast.demo`` (issue 8); ``linear_assignment``, ``aligned_nearest``,
-``aligned_distance`` (issue 9; function-preserving transforms in ``weightmem_fast.symmetry``); ``build_info``,
+``aligned_distance`` (issue 9; function-preserving transforms in ``weightmem_fast.symmetry``); the audit over
+torch.distributed ranks in ``weightmem_fast.distributed`` (issue 10); ``ablate``, the study's modeling-factor
+ablation (issue 11; levels, results and figures in ``weightmem_fast.ablation``); ``build_info``,
 ``cuda_available``. Pure-PyTorch twins of every op live in ``weightmem_fast.reference``.
 """
 from ._version import __version__
@@ -37,6 +39,15 @@ def build_info() -> dict:
     return _ext.build_info()
 
 
+def __getattr__(name: str):
+    # ``ablate`` imports the generators, the audit and the demo recipes: loaded on first use, not with the package.
+    if name == "ablate":
+        from .ablation import ablate
+
+        return ablate
+    raise AttributeError(f"module 'weightmem_fast' has no attribute {name!r}")
+
+
 def cuda_available() -> bool:
     """True when the CUDA kernels were compiled, torch has CUDA and a device is visible. Never raises."""
     from . import _ext
@@ -48,6 +59,7 @@ __all__ = [
     "Evaluation",
     "PackedMasks",
     "__version__",
+    "ablate",
     "aligned_distance",
     "aligned_nearest",
     "build_info",

@@ -10,7 +10,7 @@ from .cli_audit import UsageError
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Adds ``ablate``'s arguments to its subparser."""
-    from .ablate import FACTORS, METHODS
+    from .ablation import FACTORS, METHODS
 
     parser.add_argument("--method", required=True, choices=METHODS, help="the generator to retrain")
     parser.add_argument("--factors", default=None,
@@ -27,7 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plans (a bad factor or seed is a usage error), runs the ablation and prints where the report is."""
-    from .ablate import ablate, applicable
+    from .ablation import ablate, applicable
     from .demo.recipes import base_config
 
     valid = applicable(args.method, base_config(args.method, args.quick))

@@ -3,7 +3,7 @@ samples, and says what to audit against what, following the study's evaluation (
 
 Sizes: the "demo" profile uses each generator's "demo" config and demo zoo; "quick" shrinks zoos, steps and
 sample counts so that all four fit in about two minutes (a smoke run: its generators are undertrained). The
-ablation (``weightmem_fast.ablate``) runs the same recipes with other zoo settings, a fraction of the zoo (its
+ablation (``weightmem_fast.ablation``) runs the same recipes with other zoo settings, a fraction of the zoo (its
 data-scaling study) and a changed config (its ``Fitter``).
 """
 from __future__ import annotations

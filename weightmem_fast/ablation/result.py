@@ -29,7 +29,7 @@ from .._files import write_atomic
 
 JSON_FILE = "ablation.json"
 CSV_FILE = "ablation.csv"
-_FORMAT = "weightmem_fast.ablate/1"
+_FORMAT = "weightmem_fast.ablation/1"
 # (column, header, better direction: 1 higher, -1 lower, 0 none); "quality" takes its direction from the result.
 COLUMNS = (("quality", None, None), ("coverage", "COV", 1), ("mean_min_l2", "mean min L2", 1),
            ("beyond_frontier", "beyond frontier", 1), ("near_copies", "near-copies", -1),
