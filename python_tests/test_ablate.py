@@ -167,3 +167,22 @@ def test_ablate_is_the_packages_function_loaded_on_first_use():
     assert wmf.ablate is ablation.ablate and "ablate" in wmf.__all__
     with pytest.raises(AttributeError, match="no attribute 'ablation_table'"):
         wmf.ablation_table  # noqa: B018
+
+
+@pytest.mark.slow  # three tiny HR fits
+def test_a_user_config_is_the_start_of_every_row(monkeypatch, tmp_path):
+    steps = []
+    fit = Generator.fit
+
+    def spy(self, zoo_, config=None, progress=True, **overrides):
+        steps.append((config.optim.steps, config.seed))
+        return fit(self, zoo_, config, progress, **overrides)
+
+    monkeypatch.setattr(Generator, "fit", spy)
+    result = ablate("hr", ["epochs"], seeds=[3], quick=True, config={"optim": {"steps": 30}}, progress=False,
+                    cache_dir=tmp_path)  # a fresh cache: every cell is fitted
+    assert sorted(steps) == [(10, 3), (15, 3), (30, 3)]  # default 30, then a third and a half of it
+    assert result.settings["config"] == {"optim": {"steps": 30}}
+    assert result.settings["base_config"]["optim"]["steps"] == 30
+    with pytest.raises(ValueError, match="HRConfig has no field"):
+        ablate("hr", ["epochs"], quick=True, config={"width": 3})

@@ -22,6 +22,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zoo", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the method's demo zoo, e.g. --zoo n_runs=128 (VALUE is JSON or text); "
                         "repeatable")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a change to the generator's demo config that every row starts from, e.g. --config "
+                        "'optim={\"steps\": 1000}' (VALUE is JSON or text); repeatable")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -30,7 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from .ablation import ablate, applicable
     from .demo.recipes import base_config
 
-    valid = applicable(args.method, base_config(args.method, args.quick))
+    changes = _settings("--config", args.config)
+    try:
+        base = base_config(args.method, args.quick).replace(**changes)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--config: {error}") from None
+    valid = applicable(args.method, base)
     factors = valid if args.factors is None else [f.strip() for f in args.factors.split(",") if f.strip()]
     wrong = [f for f in factors if f not in valid]
     if wrong or not factors:
@@ -43,18 +51,19 @@ def run(args: argparse.Namespace) -> int:
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds must be distinct ints; got {args.seeds!r}")
     out = args.out or f"weightmem_fast_ablate_{args.method}"
-    result = ablate(args.method, factors, seeds=seeds, quick=args.quick, out=out, zoo_options=_zoo(args.zoo),
-                    progress=not args.quiet)
+    result = ablate(args.method, factors, seeds=seeds, quick=args.quick, out=out,
+                    zoo_options=_settings("--zoo", args.zoo), config=changes, progress=not args.quiet)
     print(f"report: {out}/report.html ({len(result.cells)} fits; table: {out}/ablation.csv)")
     return 0
 
 
-def _zoo(settings: list[str]) -> dict[str, Any]:
+def _settings(option: str, settings: list[str]) -> dict[str, Any]:
+    """KEY=VALUE arguments as a dict; VALUE parsed as JSON when it is JSON, else kept as text."""
     out = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep or not key:
-            raise UsageError(f"--zoo takes KEY=VALUE; got {setting!r}")
+            raise UsageError(f"{option} takes KEY=VALUE; got {setting!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -20,7 +20,8 @@ from .result import AblationResult, Cell, TrainingRow
 
 def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence[int] = (0, 1), quick: bool = False,
            out: str | os.PathLike | None = None, zoo_options: Mapping[str, Any] | None = None,
-           cache_dir: str | os.PathLike | None = None, progress: bool = True) -> AblationResult:
+           config: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike | None = None,
+           progress: bool = True) -> AblationResult:
     """The study's modeling-factor table (and data-scaling study) for one of the four generators.
 
     Every (level, seed) cell fits the method's demo recipe with that level's change and that seed (the config's
@@ -39,6 +40,8 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
         out: when given, the directory that gets ``report.html`` (the table, its figures and the data-scaling
             plot), ``ablation.json``, ``ablation.csv`` and the audits' own report in ``audits/``.
         zoo_options: settings of the method's demo zoo (``RecipeOptions.zoo_options``), e.g. {"n_runs": 128}.
+        config: changes to the generator's config that every cell, the "default" row included, starts from
+            (``Config.replace`` arguments, e.g. {"optim": {"steps": 1000}}); the levels are relative to it.
         cache_dir: where zoos, fits and audits are cached; default ``zoo.default_cache_dir()``.
         progress: a progress bar over the cells (and the fits' and audits' own bars).
 
@@ -46,11 +49,13 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
         AblationResult (``rows``, ``to_json``, ``to_csv``, ``save``).
 
     Raises:
-        ValueError: an unknown method or factor, a factor that does not apply to the method, repeated factors, or
-            seeds that are not distinct ints (messages list the valid choices).
+        ValueError: an unknown method or factor, a factor that does not apply to the method, repeated factors,
+            seeds that are not distinct ints, or a ``config`` key the generator's config lacks (messages list the
+            valid choices).
     """
     check_method(method)
-    base = base_config(method, quick)
+    changes = dict(config or {})
+    base = base_config(method, quick).replace(**changes)
     factors = list(applicable(method, base) if factors is None else factors)
     if not factors or len(set(factors)) != len(factors) or not all(isinstance(f, str) for f in factors):
         raise ValueError(f"factors must be distinct names from {applicable(method, base)}; got {factors}")
@@ -70,8 +75,8 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
     for level in plan:
         for seed in seeds:
             bar.set_postfix_str(f"{level.name}, seed {seed}")
-            fitter = Fitter(cache_dir, progress, adjust=lambda config, level=level, seed=seed:
-                            level.apply(config).replace(seed=seed))
+            fitter = Fitter(cache_dir, progress, adjust=lambda recipe_config, level=level, seed=seed:
+                            level.apply(recipe_config.replace(**changes)).replace(seed=seed))
             options = RecipeOptions(quick=quick, seed=seed, zoo_options=dict(zoo_options or {}),
                                     data_fraction=level.data_fraction, panels=False)
             prepared = RECIPES[method](fitter, options)
@@ -85,7 +90,7 @@ def ablate(method: str, factors: Sequence[str] | None = None, *, seeds: Sequence
     audits = {key: study.audit(method, quick, cache_dir, progress) for key, study in studies.items()}
     result = _result(method, cells, audits, notes, {
         "method": method, "factors": factors, "seeds": seeds, "quick": quick, "zoo_options": dict(zoo_options or {}),
-        "base_config": base.to_dict(), "torch_threads": torch.get_num_threads()})
+        "config": changes, "base_config": base.to_dict(), "torch_threads": torch.get_num_threads()})
     if out is not None:
         from .report import write_ablation_report
 
