@@ -36,7 +36,8 @@ def ablation_section(result: AblationResult) -> str:
              "is the training models among themselves. Values are mean \u00b1 std over seeds; arrows mark the "
              "better direction (higher mean min L2 = more novel).</p>",
              table(["setting", "factor", "#params", "training models", *(header for _, header, _ in columns)], body,
-                   numeric=[False, False, True, True] + [False] * len(columns), sortable=True),
+                   # "mean +- std" cells sort by their mean (the page's sort reads the leading number)
+                   numeric=[False, False, True, True] + [True] * len(columns), sortable=True),
              png_img(figure_png(table_figure(result)), f"{result.method} ablation table")]
     scaling = scaling_figure(result)
     if scaling is not None:
