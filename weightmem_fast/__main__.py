@@ -1,4 +1,4 @@
-"""``python -m weightmem_fast ...`` is the ``weightmem-fast`` command (e.g. ``torchrun -m weightmem_fast audit ...``)."""
+"""``python -m weightmem_fast ...`` is the ``weightmem-fast`` command (``torchrun -m weightmem_fast audit ...``)."""
 import sys
 
 from .cli import main

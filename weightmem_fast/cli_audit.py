@@ -123,9 +123,6 @@ def _run(args: argparse.Namespace, rank: int, world: int) -> int:
         except ValueError as error:
             raise UsageError(f"--align needs a one-hidden-layer MLP template: {error}") from error
     sharded = world > 1
-    if sharded and args.task == "field":
-        raise UsageError(f"--task field runs on one process (WORLD_SIZE is {world}): the sharded audit supports "
-                         "classifiers only")
     training = load_weights("--training", args.training, layout, shard=(rank, world) if sharded else None)
     generated = load_weights("--generated", args.generated, layout)
     try:

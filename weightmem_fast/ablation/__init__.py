@@ -1,5 +1,5 @@
-"""``weightmem_fast.ablate`` and ``weightmem-fast ablate``: why do generators memorise? The study's modeling-factor table and data-scaling study
-as one command (issue 11; study_spec §2.10, §7).
+"""``weightmem_fast.ablate`` and ``weightmem-fast ablate``: why do generators memorise? The study's
+modeling-factor table and data-scaling study as one command (issue 11; study_spec §2.10, §7).
 
 Retrain one of the four generators with one factor changed at a time (training length, model size, dropout,
 noise on the training weights, the amount of training data, HyperDiffusion's permutation augmentation), sample,

@@ -1,14 +1,16 @@
 """The ablation's factors and their levels (study_spec §2.10, §2.9; issue 11): each level is one change to a
 generator's config (or to its training data) relative to the config the method's demo recipe fits.
 
-| factor | levels | what changes |
-|---|---|---|
-| epochs | "epochs 33.3 %", "epochs 50 %" | every optimiser stage's ``steps`` (warm-up capped to fit) |
-| size | "+dim & head", "+layer", "-dim & head", "-layer" | heads +- a quarter (at least one) with the width (and HR's feed-forward width) scaled alike, so the head size stays; blocks +- 1 |
-| dropout | "+10 % dropout", "+20 % dropout" | ``dropout`` + 0.1 or + 0.2 |
-| noise | "+Gaussian noise" | ``weight_noise`` = 0.1 (fresh Gaussian noise on the training weights each step, std 0.1 x theirs); P-diff: its parameter-noise augmentation ``input_noise`` x 10 |
-| data | "data 25 %", "data 50 %", "data 75 %" | the generator trains on the first part of its zoo (``RecipeOptions.data_fraction``) and is audited against that part |
-| permute | "permutation x2", "x4", "x8" | HyperDiffusion's ``permutation_augment`` (the study's symmetry experiment) |
+- **epochs**: "epochs 33.3 %", "epochs 50 %": every optimiser stage's ``steps`` (warm-up capped to fit).
+- **size**: "+dim & head", "+layer", "-dim & head", "-layer": heads +- a quarter (at least one) with the width (and
+  HR's feed-forward width) scaled alike, so the head size stays; blocks +- 1.
+- **dropout**: "+10 % dropout", "+20 % dropout": ``dropout`` + 0.1 or + 0.2.
+- **noise**: "+Gaussian noise": ``weight_noise`` = 0.1 (fresh Gaussian noise on the training weights each step,
+  std 0.1 x theirs); P-diff: its parameter-noise augmentation ``input_noise`` x 10.
+- **data**: "data 25 %", "data 50 %", "data 75 %": the generator trains on the first part of its zoo
+  (``RecipeOptions.data_fraction``) and is audited against that part.
+- **permute**: "permutation x2", "x4", "x8": HyperDiffusion's ``permutation_augment`` (the study's symmetry
+  experiment).
 
 The study ablates HR, G.pt and HyperDiffusion; P-diff gets the factors its config has (epochs, noise, data). A level
 that cannot apply to the base config (e.g. "-layer" of a one-block transformer) is left out with a note.

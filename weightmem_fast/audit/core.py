@@ -87,8 +87,9 @@ def audit(
             may be empty); every other argument is the same on every rank. Call it on every rank: each returns the
             same result as the single-process audit of the whole set, except the training group's ``weights``,
             which hold this rank's shard (``distributed.audit`` says how; the std of all training values, and so
-            the default sigmas, may differ from the single-process audit in the last float64 bits). Classifier
-            tasks only.
+            the default sigmas, may differ from the single-process audit in the last float64 bits). A
+            ``FieldTask`` holds every training cloud on every rank: each rank measures its rows' clouds, and the
+            training group's MMD, COV and 1-NNA are computed whole on every rank.
 
     Returns:
         AuditResult (``to_json``, ``to_frame``, ``save``, ``report``).
@@ -168,8 +169,8 @@ def audit(
                                         generator) if finite.any() else Estimate(math.nan, math.nan, math.nan, level),
             thresholds)
 
-    settings = {"task": task.settings(), "k": k, "seed": seed, "align": align, "trajectory": trajectory, "training_std": std,
-                "noise_factors": list(NOISE_FACTORS), "frontier_sigmas": sigmas.tolist(),
+    settings = {"task": task.settings(), "k": k, "seed": seed, "align": align, "trajectory": trajectory,
+                "training_std": std, "noise_factors": list(NOISE_FACTORS), "frontier_sigmas": sigmas.tolist(),
                 "frontier_models": sweep.shape[0] // sigmas.shape[0], "baseline_models": baseline_models,
                 "baselines": baselines if isinstance(baselines, str) else sorted(baselines),
                 "resamples": resamples, "level": level,
@@ -220,9 +221,6 @@ def _training_set(training: object, task: ClassifierTask | FieldTask, sharded: b
             raise ValueError(f"training has D = {weights.shape[1]} but the task's layout has "
                              f"{task.layout.size} parameters")
         return TrainingSet(weights, trajectory)
-    if isinstance(task, FieldTask):
-        raise ValueError("audit(sharded=True) supports ClassifierTask only: a FieldTask's training-group MMD, COV "
-                         "and 1-NNA need every training cloud on one rank (issue 10); run field audits on one process")
     from ..distributed.audit import ShardedTrainingSet
 
     return ShardedTrainingSet.create(training, task.layout.size)

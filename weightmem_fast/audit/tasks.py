@@ -30,12 +30,15 @@ from .training import LOCAL, Searches
 class Measured:
     """A group's behaviour, computed once per group.
 
+    ``quality``, ``errors``, ``clouds`` and ``ok`` are of the models this process measured: the whole group, except
+    the training group of a sharded audit (this rank's rows, n = M_r). ``extras`` are always the whole group's.
+
     Attributes:
         quality: [n] float (accuracy, or min Chamfer distance to the held-out clouds).
         errors: classifier tasks: the packed error sets [n, T].
         clouds: field tasks: normalised clouds [n, P, 3] (NaN rows for models without a surface).
         ok: field tasks: [n] bool, the models with a surface.
-        extras: per-model tensors kept in the result for figures (``GroupAudit.extras``).
+        extras: per-model tensors of the whole group, kept in the result for figures (``GroupAudit.extras``).
     """
 
     quality: torch.Tensor
@@ -137,21 +140,24 @@ class FieldTask:
         """Mesh every network, normalise its cloud, and take its min Chamfer distance to the held-out clouds.
 
         With ``training=True`` (the training group) nothing is meshed: the study compares the training shapes'
-        own clouds, ``training_clouds`` (one per training row). ``searches`` is the tasks' common interface: fields
-        are compared with the held-out clouds, which every process holds, so no training search runs here."""
+        own clouds, ``training_clouds`` (one per training row), and this process measures the rows it holds
+        (``searches.own_rows``: all of them, or this rank's in a sharded audit); ``extras`` hold all of them.
+        Fields are compared with the held-out clouds, which every process holds, so no training search runs here."""
         if training:
-            clouds = self.training_clouds
-            ok = torch.ones(clouds.shape[0], dtype=torch.bool)
+            whole = self.training_clouds
+            extras = {"clouds": whole, "surface": torch.ones(whole.shape[0], dtype=torch.bool)}
+            clouds, ok = searches.own_rows(whole), searches.own_rows(extras["surface"])
         else:
             surfaces = fields.field_to_points(weights, self.layout, self.resolution, self.n_points, self.seed,
                                               level=self.level)
             ok, clouds = surfaces.ok, surfaces.points.clone()
             if ok.any():
                 clouds[ok] = fields.normalize_clouds(clouds[ok])
+            extras = {"clouds": clouds, "surface": ok}
         quality = torch.full((clouds.shape[0],), float("nan"))
         if ok.any():
             quality[ok] = nearest_shape(clouds[ok], self.test_clouds)[0][:, 0].float()
-        return Measured(quality=quality, clouds=clouds, ok=ok, extras={"clouds": clouds, "surface": ok})
+        return Measured(quality=quality, clouds=clouds, ok=ok, extras=extras)
 
     def similarity(self, query: Measured, training: Measured, exclude_self: bool,
                    searches: Searches = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,11 +174,12 @@ class FieldTask:
         return values, index
 
     def group_metrics(self, measured: Measured) -> dict[str, float]:
-        """MMD, COV and 1-NNA of the group's surfaces against the held-out clouds, and the share with a surface."""
-        ok = measured.ok
+        """MMD, COV and 1-NNA of the group's surfaces against the held-out clouds, and the share with a surface;
+        of the whole group (``measured.extras``), also when this process measured only its rows of it."""
+        ok, clouds = measured.extras["surface"], measured.extras["clouds"]
         out = {"surface_rate": float(ok.float().mean())}
         if int(ok.sum()) >= 2:
-            out.update(shape_metrics(measured.clouds[ok], self.test_clouds))
+            out.update(shape_metrics(clouds[ok], self.test_clouds))
         return out
 
     def settings(self) -> dict[str, Any]:

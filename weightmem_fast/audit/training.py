@@ -9,7 +9,9 @@ so ``audit`` runs one code path for both:
 - ``std``, ``noise_frontier``, ``average``, ``gaussian``: statistics and draws over the whole set;
 - ``gather``: per-row results of this process's rows -> the whole set's, in row order;
 - ``searches``: the kernels that compare a group with the training rows (reference = this process's rows;
-  with ``exclude_self`` the query is the training rows this process holds, compared with the whole set).
+  with ``exclude_self`` the query is the training rows this process holds, compared with the whole set), and
+  ``own_rows``, which cuts per-training-row data every process holds whole (a field task's training clouds) to
+  this process's rows.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..symmetry.aligned import aligned_nearest
 
 @dataclasses.dataclass(frozen=True)
 class Searches:
-    """The kernels an audit measures with. The searches are called ``(query, reference, k=k,
+    """The kernels an audit measures with, and the rows they see. The searches are called ``(query, reference, k=k,
     exclude_self=...)`` and return (values [n, k], indices [n, k]); the evaluations return an ``Evaluation``.
 
     Attributes:
@@ -39,6 +41,8 @@ class Searches:
         nearest_shape: Chamfer distance (query and reference: point clouds).
         evaluate: ``(template, weights, inputs, labels, layout)`` of a group that every process holds whole.
         evaluate_own: the same, of the training rows this process holds (possibly none).
+        own_rows: ``(whole [M, ...]) -> [M_r, ...]``, the rows this process holds of a tensor with one row per
+            training model that every process holds whole (``LOCAL``: ``whole`` itself; sharded: a view).
     """
 
     nearest: Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -47,6 +51,7 @@ class Searches:
     nearest_shape: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     evaluate: Callable[..., Evaluation]
     evaluate_own: Callable[..., Evaluation]
+    own_rows: Callable[[torch.Tensor], torch.Tensor]
 
 
 def _aligned(query: torch.Tensor, reference: torch.Tensor, *, k: int, exclude_self: bool,
@@ -54,7 +59,11 @@ def _aligned(query: torch.Tensor, reference: torch.Tensor, *, k: int, exclude_se
     return aligned_nearest(query, reference, layout, k, exclude_self)[:2]
 
 
-LOCAL = Searches(nearest, _aligned, max_iou, nearest_shape, evaluate, evaluate)
+def _all_rows(whole: torch.Tensor) -> torch.Tensor:
+    return whole
+
+
+LOCAL = Searches(nearest, _aligned, max_iou, nearest_shape, evaluate, evaluate, _all_rows)
 
 
 @dataclasses.dataclass(eq=False)

@@ -2,9 +2,10 @@
 
 ``ShardedTrainingSet`` answers ``weightmem_fast.audit.training.TrainingSet``'s calls with collectives: searches go
 through the sharded ops (the training group itself through ``own_rows_as_queries``), draws through
-``distributed.baselines``, per-row results through ``gather_rows``, and groups that every rank holds whole are
-evaluated a share per rank (``sharded_evaluate``). Memory per rank: its shard, one other rank's block while the
-training group is compared with itself, the replicated groups, and O(M k) per-row results.
+``distributed.baselines``, per-row results through ``gather_rows``, groups that every rank holds whole are
+evaluated a share per rank (``sharded_evaluate``), and per-training-row data that every rank holds whole (a field
+task's training clouds) is cut to this rank's rows (``own_rows``). Memory per rank: its shard, one other rank's
+block while the training group is compared with itself, the replicated groups, and O(M k) per-row results.
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ class ShardedTrainingSet:
         # One run, as on one machine: every shard a Zoo, one distinct named run over all rows, more than one row.
         names = set().union(*runs) if all(r is not None for r in runs) else {None}
         one_run = len(names) == 1 and None not in names and shard.total > 1
-        return cls(shard, one_run, _searches(shard.group))
+        return cls(shard, one_run, _searches(shard))
 
     @property
     def weights(self) -> torch.Tensor:
@@ -99,14 +100,16 @@ class ShardedTrainingSet:
         return gather_rows(values, self.shard.group)
 
 
-def _searches(group: dist.ProcessGroup | None) -> Searches:
+def _searches(shard: Shard) -> Searches:
+    group = shard.group
+
     def evaluate(template: nn.Module, weights: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
                  layout: ParamLayout) -> Evaluation:
         return sharded_evaluate(template, weights, inputs, labels, layout, group=group)
 
     return Searches(_against_shard(sharded_nearest, group), _against_shard(sharded_aligned_nearest, group),
                     _against_shard(sharded_max_iou, group), _against_shard(sharded_nearest_shape, group), evaluate,
-                    evaluate_rows)
+                    evaluate_rows, lambda whole: whole[shard.offset: shard.offset + shard.rows.shape[0]])
 
 
 def _against_shard(op: Callable[..., tuple[torch.Tensor, torch.Tensor]],
