@@ -1,6 +1,6 @@
 """The sharded audit (issue 10): ``audit(..., sharded=True)`` over Gloo, and ``weightmem-fast audit`` under torchrun,
 give the single-process audit's JSON: exactly, except the numbers derived from the std of all training values
-(the std itself and the default frontier sigmas), which are float64 sums in another order (``_same_audit``).
+(the std itself and the default frontier sigmas), which are float64 sums in another order (``check_same_audit``).
 
 Workers are this file run as a script (one process per rank, localhost TCP store), as in test_distributed.py. The
 test process trains a tiny digits zoo (classifier audits) or fits a few tiny occupancy networks (field audits),
@@ -80,7 +80,7 @@ def _case_audits(root: Path, training: io.Zoo, sharded: bool) -> dict[str, str]:
     return _audits(training, torch.load(root / "groups.pt"), _task(training.layout), sharded, tiny=root.name == "tiny")
 
 
-def _same_audit(got: str | dict, expected: str | dict) -> None:
+def check_same_audit(got: str | dict, expected: str | dict) -> None:
     """Equal JSON, except the std-derived numbers: equal to float64 rounding (measured: 3e-15 relative)."""
     docs, rounded = [], []
     for doc in (got, expected):
@@ -143,9 +143,9 @@ def field_saved(tmp_path_factory) -> Path:
     return root
 
 
-def _run_workers(root: Path, world: int) -> dict[str, str]:
+def check_ranks_against_single_process(root: Path, world: int) -> dict[str, str]:
     """Runs ``_case_audits`` of ``root`` on ``world`` Gloo ranks, checks every rank's JSON against the
-    single-process audits (``_same_audit``) and returns those."""
+    single-process audits (``check_same_audit``) and returns those."""
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, __file__, str(root), str(r), str(world), str(port)])
              for r in range(world)]
@@ -155,17 +155,17 @@ def _run_workers(root: Path, world: int) -> dict[str, str]:
         got = json.loads((root / f"rank{rank}.json").read_text())
         assert got.keys() == expected.keys()
         for name in expected:
-            _same_audit(got[name], expected[name])
+            check_same_audit(got[name], expected[name])
     return expected
 
 
 @pytest.mark.parametrize("world, folder", [(2, ""), (3, "tiny")])
 def test_sharded_audit_json_equals_single_process(saved, world, folder):
-    _run_workers(saved / folder, world)
+    check_ranks_against_single_process(saved / folder, world)
 
 
 def test_sharded_field_audit_json_equals_single_process(field_saved):
-    expected = json.loads(_run_workers(field_saved, 2)["field"])
+    expected = json.loads(check_ranks_against_single_process(field_saved, 2)["field"])
     # What the equality covers: the copies found across shards, a model without a surface, and the training
     # group's set-level metrics (computed from every training cloud on every rank).
     copies = [row for row in expected["models"] if row["group"] == "copies"]
@@ -196,7 +196,7 @@ def _single_and_torchrun(args: list[str], modules: Path, out: Path, monkeypatch)
 def test_audit_command_under_torchrun_writes_the_single_process_json(saved, tmp_path, monkeypatch):
     args = ["audit", "--quiet", "--training", str(saved / "training"), "--generated", str(saved / "training"),
             "--template", TEMPLATE, "--data", "digits", "--k", "2", "--grid", "10"]
-    _same_audit(*_single_and_torchrun(args, saved, tmp_path, monkeypatch))
+    check_same_audit(*_single_and_torchrun(args, saved, tmp_path, monkeypatch))
 
 
 def test_field_audit_command_under_torchrun_writes_the_single_process_json(field_saved, tmp_path, monkeypatch):
@@ -206,7 +206,7 @@ def test_field_audit_command_under_torchrun_writes_the_single_process_json(field
             str(field_saved / "training"), "--template", FIELD_TEMPLATE, "--data", str(field_saved / "clouds.pt"),
             "--k", "2", "--no-baselines"]
     sharded, single = _single_and_torchrun(args, field_saved, tmp_path, monkeypatch)
-    _same_audit(sharded, single)
+    check_same_audit(sharded, single)
     assert single["settings"]["task"]["resolution"] == 64 and "1-nna" in single["groups"]["training"]
 
 
