@@ -75,8 +75,7 @@ def _cases() -> dict[str, tuple]:
     """name -> (op, query, full reference, k, keyword arguments): uneven shards, k above a shard's size,
     duplicates in different shards, exclude_self across shard boundaries, 2 rows over up to 3 ranks."""
     ref10 = _reference(10, 5, 0)
-    # Query 4 is reference row 5; exact ties only (near-ties that round to one float32 may order differently,
-    # as sharded_nearest documents).
+    # Query 4 is reference row 5 (an exact tie with its duplicates).
     query = torch.cat([_reference(4, 5, 1), ref10[5:6]])
     masks = _masks(10, 2)
     cases = {
@@ -86,6 +85,8 @@ def _cases() -> dict[str, tuple]:
         "cosine_k4": ("nearest", query, ref10, 4, {"metric": "cosine"}),
         "self_k3": ("nearest", ref10, ref10, 3, {"exclude_self": True}),
         "self_k9": ("nearest", ref10, ref10, 9, {"exclude_self": True}),
+        "near_tie_k1": ("nearest", torch.zeros(1, 5), _near_tie(), 1, {}),
+        "near_tie_k2": ("nearest", torch.zeros(1, 5), _near_tie(), 2, {}),
         "tiny_k2": ("nearest", query, _reference(2, 5, 3), 2, {}),
         "tiny_self": ("nearest", _reference(2, 5, 3), _reference(2, 5, 3), 1, {"exclude_self": True}),
         "iou_k4": ("max_iou", _masks(6, 4), masks, 4, {}),
@@ -97,6 +98,15 @@ def _cases() -> dict[str, tuple]:
         "aligned_self_k2": ("aligned", _mlps(10, 8), _mlps(10, 8), 2, {"exclude_self": True}),
     }
     return cases
+
+
+def _near_tie() -> torch.Tensor:
+    """10 rows far from the origin but rows 1 and 8 (in different shards on 2 and 3 ranks), at distances 1 + 2^-27
+    and 1 from it: one float32 value, so only the float64 ranking keys put row 8 first, as one process does."""
+    ref = _reference(10, 5, 0) + 10
+    ref[1] = torch.tensor([1.0, 2.0 ** -13, 0, 0, 0])
+    ref[8] = torch.tensor([1.0, 0, 0, 0, 0])
+    return ref
 
 
 def _single(op: str, query, reference, k: int, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from weightmem_fast import cli, fields, io, zoo
+from weightmem_fast.generators import gpt
 from weightmem_fast.audit import ClassifierTask, FieldTask, audit
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -43,8 +44,9 @@ def _broken(model: torch.Tensor) -> torch.Tensor:
 
 
 def _groups(training: io.Zoo, new: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Copies of rows in different shards, models from other seeds, and one broken (NaN) model."""
-    return {"copies": training.weights[[0, 7]].clone(), "new": new, "broken": _broken(new[0])}
+    """Copies of rows in different shards (the first and the last row), models from other seeds, and one broken
+    (NaN) model."""
+    return {"copies": training.weights[[0, -1]].clone(), "new": new, "broken": _broken(new[0])}
 
 
 def _audits(training: io.Zoo, groups: dict, task: ClassifierTask, sharded: bool, tiny: bool) -> dict[str, str]:
@@ -112,10 +114,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> Path:
+    # The quick demo's G.pt zoo (issue 10's "demo zoo"; cached, and built in seconds): 20 runs of the digits MLP
+    # 64 -> 10 -> 10, 7 checkpoints each.
     root = tmp_path_factory.mktemp("sharded_audit")
-    data = zoo.digits()
-    training = zoo.train_mlp_zoo(data, 9, epochs=2, progress=False)
-    new = zoo.train_mlp_zoo(data, 3, epochs=2, seed=100, progress=False).weights
+    training = gpt.demo_zoo(n_runs=20, epochs=3)
+    new = zoo.train_mlp_zoo(zoo.digits(), 3, epochs=2, seed=100, progress=False).weights
     (root / "sharded_models.py").write_text("from weightmem_fast import zoo\n\n\ndef digits_mlp():\n"
                                             "    return zoo.mlp(64)\n")
     io.save_zoo(training, root / "training")

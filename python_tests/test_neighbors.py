@@ -211,3 +211,21 @@ def test_paper_baseline_agrees_on_well_separated_rows_and_fails_on_near_duplicat
     paper, _ = wmf.reference.paper_min_distance(generated, training)
     exact = partner_distance(generated, training, partner)
     assert _testing.relative_error(paper, exact).max() > 0.5  # the float32 expansion has cancelled
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_nearest_ranked_keys_are_exact_and_the_same_in_any_call(metric):
+    generator = torch.Generator().manual_seed(0)
+    query, reference = torch.randn(6, 40, generator=generator), torch.randn(30, 40, generator=generator)
+    values, indices, keys = neighbors_op.nearest_ranked(query, reference, 30, metric)  # every row, ranked
+    expected_values, expected_indices = wmf.nearest(query, reference, 30, metric)
+    assert torch.equal(values, expected_values) and torch.equal(indices, expected_indices)
+    q, r = query.double(), reference.double()
+    if metric == "cosine":
+        q, r = q / q.norm(dim=1, keepdim=True), r / r.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(keys, ((q[:, None] - r[indices]) ** 2).sum(-1), rtol=1e-13, atol=0)
+    assert bool((keys.diff(dim=1) >= 0).all())
+    # A call on part of the set gives its rows the same keys, bit for bit (what a sharded merge relies on).
+    _, part_indices, part_keys = neighbors_op.nearest_ranked(query, reference[10:], 20, metric)
+    full_keys = torch.empty_like(keys).scatter_(1, indices, keys)  # by row index
+    assert torch.equal(part_keys, full_keys.gather(1, part_indices + 10))

@@ -5,17 +5,19 @@ Every rank runs the same steps, so no rank waits in a collective that another sk
 2. all_gather_object of (query rows, shard rows, offset, settings, held error). Every rank sees every rank's sizes
    and errors, so each raises the same error (the failing rank its own exception, the others a RuntimeError
    naming that rank), or derives the same global offsets and checks k against the global row count.
-3. Local top-k with the single-machine op; an exception here is held too.
-4. all_gather of one float64 payload per rank: an error flag, then [N, k] values and global indices padded to k
-   (float64 holds float32/float64 values and indices below 2^53 exactly). A flagged rank makes every rank raise;
-   otherwise each merges by (value, global index), so ties go to the lowest global index, as on one machine.
+3. Local top-k with the single-machine op; an exception here is held too. Besides values and indices it may give
+   float64 ranking keys (``nearest_ranked``'s exact squared distances): float32 distances that differ in float64
+   can round to one value, and the keys keep their order.
+4. all_gather of one float64 payload per rank: an error flag, then [N, k] values, keys and global indices padded
+   to k (float64 holds float32/float64 values and indices below 2^53 exactly). A flagged rank makes every rank
+   raise; otherwise each merges by (key, global index), so ties go to the lowest global index, as on one machine.
 
 A rank that dies or never calls the op makes the others fail in the next collective: Gloo raises when the
 peer's connection closes, or at the latest when the process group's timeout (``init_process_group(timeout=...)``)
 expires. Nothing here sets timeouts or retries; that stays the caller's choice.
 
-A new sharded op is a ``describe`` (local checks, sizes) and a ``local_topk`` (the single-machine op on the shard)
-handed to ``search``.
+A new sharded op is a ``describe`` (local checks, sizes) and a ``local_topk`` (the single-machine op on the shard,
+returning (values, indices, keys or None when the values are their own exact keys)) handed to ``search``.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ import torch.distributed as dist
 
 from .. import _check
 
-LocalTopK = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+# k -> (values [N, k], indices [N, k], float64 ranking keys [N, k] or None: the values rank exactly).
+LocalTopK = Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -121,18 +124,18 @@ def search(
 
     n = local.n_queries
     try:
-        values, indices = _local_candidates(local_topk, local, k, exclude_self, query_offset or 0, offsets[rank],
-                                            descending)
+        values, keys, indices = _local_candidates(local_topk, local, k, exclude_self, query_offset or 0,
+                                                  offsets[rank], descending)
         payload = torch.cat([torch.zeros(1, dtype=torch.float64, device=local.device),
-                             torch.stack([values, indices.to(torch.float64)], dim=2).flatten()])
+                             torch.stack([values, keys, indices.to(torch.float64)], dim=2).flatten()])
     except Exception as err:  # held, then re-raised below on this rank, so the others do not wait in all_gather
         held = err
-        payload = torch.ones(1 + n * k * 2, dtype=torch.float64, device=local.device)
+        payload = torch.ones(1 + n * k * 3, dtype=torch.float64, device=local.device)
     gathered = [torch.empty_like(payload) for _ in range(world)]
     dist.all_gather(gathered, payload, group=group)
     failed = [(r, "an error while ranking its shard (raised on that rank)") for r, g in enumerate(gathered) if g[0]]
     raise_if_failed(op, held, failed)
-    values, indices = _merge([g[1:].view(n, k, 2) for g in gathered], k, descending)
+    values, indices = _merge([g[1:].view(n, k, 3) for g in gathered], k, descending)
     return values.to(local.value_dtype), indices
 
 
@@ -184,37 +187,40 @@ def _global_offsets(op: str, statuses: list[_Status], exclude_self: bool, query_
 def _local_candidates(
     local_topk: LocalTopK, local: Local, k: int, exclude_self: bool, query_offset: int, offset: int,
     descending: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """This shard's best min(k, M_r) per query: ([N, k] float64 values, [N, k] int64 global indices), padded
-    with the worst value (+inf, or -inf for similarities) and index -1."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This shard's best min(k, M_r) per query: ([N, k] float64 values, [N, k] float64 keys, [N, k] int64 global
+    indices), padded with the worst value and key (+inf, or -inf for similarities) and index -1."""
     n, rows, device = local.n_queries, local.shard_rows, local.device
     pad = -torch.inf if descending else torch.inf
     values = torch.full((n, k), pad, dtype=torch.float64, device=device)
+    keys = values.clone()
     indices = torch.full((n, k), -1, dtype=torch.int64, device=device)
     if rows == 0:
-        return values, indices
+        return values, keys, indices
     # exclude_self: rank one extra row without exclusion and drop the self match (global index == query's own
     # global row) if it is listed; keeping the first k of the rest is exact whether or not the self match made it.
     k_local = min(k + int(exclude_self), rows)
-    v, i = local_topk(k_local)
+    v, i, key = local_topk(k_local)
     v, i = v.to(torch.float64), i + offset
+    key = v if key is None else key.to(torch.float64)
     if exclude_self:
         drop = i == torch.arange(query_offset, query_offset + n, device=device)[:, None]
         kept_first = torch.sort(drop.to(torch.int8), dim=1, stable=True).indices
         drop = drop.gather(1, kept_first)
         v = v.gather(1, kept_first).masked_fill(drop, pad)
+        key = key.gather(1, kept_first).masked_fill(drop, pad)
         i = i.gather(1, kept_first).masked_fill(drop, -1)
     used = min(k_local, k)
-    values[:, :used], indices[:, :used] = v[:, :used], i[:, :used]
-    return values, indices
+    values[:, :used], keys[:, :used], indices[:, :used] = v[:, :used], key[:, :used], i[:, :used]
+    return values, keys, indices
 
 
 def _merge(parts: list[torch.Tensor], k: int, descending: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best of every rank's [N, k, 2] candidates by (value, global index): a sort by index, then a stable
-    sort by value, so equal values keep the lowest index first. Padding (worst value) sorts last."""
-    both = torch.cat(parts, dim=1)
-    values, indices = both[..., 0], both[..., 1].to(torch.int64)
+    """The k best of every rank's [N, k, 3] (value, key, index) candidates by (key, global index): a sort by index,
+    then a stable sort by key, so equal keys keep the lowest index first. Padding (worst key) sorts last."""
+    every = torch.cat(parts, dim=1)
+    values, keys, indices = every[..., 0], every[..., 1], every[..., 2].to(torch.int64)
     by_index = torch.sort(indices, dim=1).indices
-    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
-    by_value = torch.sort(values, dim=1, stable=True, descending=descending).indices[:, :k]
-    return values.gather(1, by_value), indices.gather(1, by_value)
+    values, keys, indices = values.gather(1, by_index), keys.gather(1, by_index), indices.gather(1, by_index)
+    by_key = torch.sort(keys, dim=1, stable=True, descending=descending).indices[:, :k]
+    return values.gather(1, by_key), indices.gather(1, by_key)

@@ -23,7 +23,7 @@ from ..layout import ParamLayout
 from ..ops._gram import METRICS
 from ..ops.chamfer import nearest_shape
 from ..ops.iou import MaskInput, max_iou
-from ..ops.neighbors import nearest
+from ..ops.neighbors import nearest_ranked
 from ..packed_masks import PackedMasks
 from ..reference.distances import output_dtype
 from ..symmetry.aligned import aligned_nearest
@@ -44,8 +44,8 @@ def sharded_nearest(
     """``nearest(query, full_reference, k, metric, exclude_self)`` with the reference rows spread over the ranks.
 
     Call it on every rank of ``group`` with the same query, k, metric and exclude_self. Every rank returns the
-    same result, equal to the single-process call on the concatenated shards (up to distances that differ in
-    float64 but round to the same float32: the merge orders those by index).
+    same result, equal to the single-process call on the concatenated shards: the merge ranks by the exact float64
+    keys of ``nearest_ranked``, so distances that round to one float32 keep the single call's order.
 
     Args:
         query: [N, D] floating tensor, the same on every rank (replicated).
@@ -79,8 +79,8 @@ def sharded_nearest(
         _check.choice("metric", metric, METRICS)
         return Local(q.shape[0], reference_shard.shape[0], output_dtype(q), q.device)
 
-    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return nearest(query, reference_shard, k_local, metric)
+    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return nearest_ranked(query, reference_shard, k_local, metric)
 
     return search("sharded_nearest", describe, local_topk, k, offset, exclude_self, query_offset, (metric,), False,
                   group)
@@ -116,11 +116,10 @@ def sharded_max_iou(
             raise ValueError("query must hold at least one mask; got 0")
         return Local(n, _mask_rows("reference_shard", reference_shard), torch.float32, query.device)
 
-    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return max_iou(query, reference_shard, k_local)
+    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return (*max_iou(query, reference_shard, k_local), None)
 
     return search("sharded_max_iou", describe, local_topk, k, offset, exclude_self, query_offset, (), True, group)
-
 
 
 
@@ -158,8 +157,8 @@ def sharded_nearest_shape(
         dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         return Local(q.shape[0], reference_shard.shape[0], dtype, q.device)
 
-    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return nearest_shape(query, reference_shard, k_local, squared=squared)
+    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return (*nearest_shape(query, reference_shard, k_local, squared=squared), None)
 
     return search("sharded_nearest_shape", describe, local_topk, k, offset, exclude_self, query_offset, (squared,),
                   False, group)
@@ -204,8 +203,8 @@ def sharded_aligned_nearest(
         _check.choice("method", method, ("exact", "weight_matching"))
         return Local(q.shape[0], reference_shard.shape[0], q.dtype, q.device)
 
-    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return aligned_nearest(query, reference_shard, layout, k_local, method=method, template=template)[:2]
+    def local_topk(k_local: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return (*aligned_nearest(query, reference_shard, layout, k_local, method=method, template=template)[:2], None)
 
     return search("sharded_aligned_nearest", describe, local_topk, k, offset, exclude_self, query_offset, (method,),
                   False, group)

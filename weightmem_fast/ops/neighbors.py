@@ -69,6 +69,24 @@ def nearest(
         >>> idx.flatten()
         tensor([1, 0, 1])
     """
+    values, indices, _ = nearest_ranked(query, reference, k, metric, exclude_self, backend=backend)
+    return values, indices
+
+
+def nearest_ranked(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    k: int = 1,
+    metric: str = "l2",
+    exclude_self: bool = False,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``nearest``, plus the float64 keys [N, k] it ranked by: exact squared distances (of the unit rows for
+    ``metric="cosine"``), formed in a fixed order, so a pair gets the same key in any call. Results of calls on
+    different parts of a reference set merge exactly by (key, index), as one call on the whole set ranks
+    (``weightmem_fast.distributed``); their float32 distances alone can tie where the keys do not. The
+    ``"torch"`` backend returns its distances in float64 as keys."""
     query = _check.matrix("query", query)
     reference = _check.matrix("reference", reference, like=query, like_name="query")
     metric = _check.choice("metric", metric, _gram.METRICS)
@@ -82,7 +100,8 @@ def nearest(
     q, r = _gram.prepare_pair(impl, query, reference, metric, check)
     if impl == "torch":
         check.raise_if_failed()
-        return twins.nearest(q.rows, r.rows, k, metric, exclude_self)
+        values, indices = twins.nearest(q.rows, r.rows, k, metric, exclude_self)
+        return values, indices, values.double()
 
     plan = _gram.GramPlan(impl, q, r, metric)
     n, m = q.rows.shape[0], r.rows.shape[0]
@@ -121,7 +140,7 @@ def nearest(
             check.short_rows,
         )
     check.raise_if_failed()
-    return values, indices
+    return values, indices, sqdist
 
 
 @dataclass
