@@ -11,6 +11,7 @@ from torch import nn
 from weightmem_fast import evaluate, zoo
 from weightmem_fast.layout import ParamLayout
 from weightmem_fast.symmetry import permute
+from weightmem_fast.symmetry import aligned as aligned_module
 from weightmem_fast.symmetry.aligned import HiddenUnits, _lower_bound, aligned_distance, aligned_nearest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,6 +47,34 @@ def test_equals_brute_force_over_all_permutations(dtype, bias):
             moved = permute(reference[index[a, j]][None].double(), layout, [perms[a, j]])
             plain = (query[a].double() - moved[0]).norm()
             torch.testing.assert_close(plain, distances[a, j].double(), rtol=1e-6, atol=0)
+
+
+def test_row_floors_skip_assignments_and_keep_the_exact_answer(monkeypatch):
+    # Unrelated weights: the sorted-norm bound prunes nothing, the row floors most pairs (module docstring).
+    layout = mlp_layout(7, 6, 3)
+    generator = torch.Generator().manual_seed(5)
+    reference, query = (torch.randn(n, layout.size, generator=generator) for n in (300, 20))
+    solved = []
+    solve = aligned_module.linear_assignment
+
+    def spy(costs):
+        solved.append(costs.shape[0])
+        return solve(costs)
+
+    monkeypatch.setattr(aligned_module, "linear_assignment", spy)
+    distances, index, _ = aligned_nearest(query, reference, layout, k=2)
+    assert sum(solved) < 0.5 * 300 * 20  # screening and exact re-ranking together
+    expected, expected_index = brute_force(query, reference, layout).sort(dim=1, stable=True)
+    assert torch.equal(index, expected_index[:, :2])
+    torch.testing.assert_close(distances.double(), expected[:, :2], rtol=1e-6, atol=0)
+
+
+def test_lowest_per_row_picks_each_rows_k_smallest():
+    rows = torch.tensor([2, 0, 2, 0, 2, 1, 0])
+    values = torch.tensor([5.0, 1.0, 3.0, 1.0, 4.0, 9.0, 0.5])
+    chosen = aligned_module._lowest_per_row(rows, values, 2)
+    # row 0: 0.5 and the first 1.0; row 1: its only pair; row 2: 3 and 4
+    assert chosen.tolist() == [False, True, True, False, True, True, True]
 
 
 def test_permuted_near_duplicates_get_their_exact_distance():

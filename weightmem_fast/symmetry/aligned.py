@@ -23,6 +23,11 @@ How ``aligned_nearest`` stays exact and avoids most assignments:
   batches. With u the unit roundoff, a cost is off by at most (gamma_{G+2} + 4u)(||g|| + ||h||)^2 (the dot
   product's bound with sum |x_k y_k| <= (||g|| + ||h||)^2, the rounded norms and the rounded result), so a solved
   total is within S = (gamma_{G+2} + 4u) sum_i (||g_i(q)|| + max_j ||g_j(r)||)^2 of the pair's true optimum.
+- **Row floor.** An assignment's total is at least the sum of every row's cheapest screened cost, so
+  ``sum_i min_j C[i, j] + ||b2(q) - b2(r)||^2 - S`` is below the pair's true d^2 with no assignment solved. Per
+  block, each query's pairs with the lowest floors are solved first; the other pairs are solved only if their
+  floor can still beat the query's k-th best upper end. Where the sorted-norm bound prunes nothing (unrelated
+  weights), this skips most assignments.
 - **Exact ranking.** Every pair whose lower end can still beat its query's k-th best upper end is recomputed: costs
   by float64 direct differences, the assignment solved on those, and the k nearest taken from these exact values
   (ties to the lowest index). A near-duplicate (a permuted copy plus 1e-6 noise) therefore gets its true distance
@@ -55,6 +60,10 @@ _QUERY_BLOCK = 64
 _REFERENCE_BLOCK = 256
 # Relative margin that keeps the GEMM-computed lower bound below the true one (float64 rounding is ~1e-15 here).
 _BOUND_MARGIN = 1e-9
+# Pairs per query (beyond k) solved in a block before the row floors prune the rest: enough that the best of them
+# is close to the query's nearest. Measured on 200 x 200 random 784-10-10 MLPs: it cuts the assignments solved from
+# 65 % of the pairs (k alone) to 27 %.
+_FIRST_PASS_EXTRA = 7
 # Candidate pairs whose costs are recomputed by direct differences at once.
 _EXACT_PAIRS = 4096
 # Weight matching: pairs per block such that pairs x D float64 values (one aligned copy) stay near 32 MiB.
@@ -225,13 +234,27 @@ def aligned_nearest(query: torch.Tensor, reference: torch.Tensor, layout: ParamL
             if not live.any():
                 continue
             qi, ri = live.nonzero(as_tuple=True)
-            _, total = linear_assignment(_costs(q_aug[qs], r_aug[refs])[qi, ri])
-            approx = total + (q_rest[qs][qi] - r_rest[refs][ri]).square().sum(1)
+            costs = _costs(q_aug[qs], r_aug[refs])[qi, ri]
+            rest = (q_rest[qs][qi] - r_rest[refs][ri]).square().sum(1)
             slack = factor * (q_norms[qs][qi] + r_max[refs][ri][:, None]).square().sum(1)
-            upper = torch.full(live.shape, math.inf, dtype=torch.float64, device=query.device)
-            upper[qi, ri] = approx + slack
-            kth_upper[qs] = torch.cat([kth_upper[qs], upper], 1).sort(dim=1).values[:, :k]
-            candidates.append((qs.start + qi, refs[ri], approx - slack))
+            # Row floor (module docstring): every row of an assignment pays at least its cheapest cost.
+            floor = costs.amin(2).double().sum(1) + rest - slack
+
+            def solve(chosen: torch.Tensor) -> None:
+                """Solves the chosen pairs' assignments: new upper ends for the k-th best, new candidates."""
+                if not chosen.any():
+                    return
+                _, total = linear_assignment(costs[chosen])
+                approx = total + rest[chosen]
+                upper = torch.full(live.shape, math.inf, dtype=torch.float64, device=query.device)
+                upper[qi[chosen], ri[chosen]] = approx + slack[chosen]
+                kth_upper[qs] = torch.cat([kth_upper[qs], upper], 1).sort(dim=1).values[:, :k]
+                candidates.append((qs.start + qi[chosen], refs[ri[chosen]], approx - slack[chosen]))
+
+            # Each query's lowest floors first: their upper ends let the floors prune the other pairs.
+            first = _lowest_per_row(qi, floor, k + _FIRST_PASS_EXTRA)
+            solve(first)
+            solve(~first & (floor <= kth_upper[qs.start + qi, -1]))
             candidates = [_still_possible(c, kth_upper[:, -1]) for c in candidates]
     cand_q, cand_r, _ = (torch.cat(parts) for parts in zip(*candidates))
     exact, perms = _exact(q_groups, q_rest, r_groups, r_rest, cand_q, cand_r)
@@ -277,6 +300,17 @@ def _matched_nearest(query: torch.Tensor, reference: torch.Tensor, chain: ChainS
         out_perms.append(perms)
     perms = torch.cat(out_perms).split(list(chain.hidden), dim=2)
     return torch.cat(out_values).sqrt().to(query.dtype), torch.cat(out_index), [p.contiguous() for p in perms]
+
+
+def _lowest_per_row(rows: torch.Tensor, values: torch.Tensor, k: int) -> torch.Tensor:
+    """bool [P]: the k smallest ``values`` of every row id in ``rows`` (ties to the earlier position)."""
+    order = values.argsort(stable=True)
+    order = order[rows[order].argsort(stable=True)]  # by row, then by value
+    ranked = rows[order]
+    starts = torch.searchsorted(ranked, ranked, side="left")
+    chosen = torch.zeros_like(rows, dtype=torch.bool)
+    chosen[order] = torch.arange(rows.shape[0], device=rows.device) - starts < k
+    return chosen
 
 
 def _still_possible(candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
